@@ -1,0 +1,296 @@
+"""The loop every path method shares.
+
+A path method explains ``f(x)`` by a weighted sum of gradients taken at points on
+straight paths between references ``x'`` and the input ``x``::
+
+    phi_i(x) = sum_r  w_r * (x_i - x'_r,i) * df/dx_i(x'_r + alpha_r (x - x'_r))
+
+Integrated Gradients uses one reference per example and quadrature nodes for
+``alpha_r``; Expected Gradients draws both the references and the alphas.  Here a
+*row* ``r`` is one (example, reference, alpha, weight) quadruple; this module
+draws rows, evaluates them in memory-bounded chunks and scatters the weighted
+gradients back onto their examples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from captum._utils.common import _run_forward
+from captum._utils.gradient import compute_gradients
+from torch import Tensor
+
+from ._validation import check_positive_int
+
+
+def draw_without_replacement(
+    population: int,
+    n_examples: int,
+    n_samples: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Draws ``(n_examples, n_samples)`` indices into ``range(population)``.
+
+    Each row repeats no index when ``n_samples <= population``; beyond that every
+    index is used ``n_samples // population`` times before any is used once more.
+    """
+    check_positive_int("population", population)
+    rows = []
+    for _ in range(n_examples):
+        chunks = []
+        remaining = n_samples
+        while remaining > 0:
+            perm = torch.randperm(population, generator=generator)
+            chunks.append(perm[:remaining])
+            remaining -= len(chunks[-1])
+        rows.append(torch.cat(chunks))
+    return torch.stack(rows).to(device)
+
+
+def stratified_alphas(
+    n_examples: int,
+    n_samples: int,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Draws ``(n_examples, n_samples)`` alphas in [0, 1), one per stratum.
+
+    The ``n_samples`` alphas of an example fall one into each interval
+    ``[k / n, (k + 1) / n)``, in random order, so that an example's alphas cover
+    the path evenly while each alpha is still marginally uniform.
+    """
+    strata = torch.argsort(torch.rand(n_examples, n_samples, generator=generator), 1)
+    jitter = torch.rand(n_examples, n_samples, generator=generator, dtype=torch.float64)
+    alphas = (strata.to(torch.float64) + jitter) / n_samples
+    return alphas.to(device=device, dtype=dtype)
+
+
+def select_target(target: Any, rows: Tensor) -> Any:
+    """The target of each row, given a target in any of Captum's forms."""
+    if target is None or isinstance(target, (int, tuple)):
+        return target
+    if isinstance(target, Tensor):
+        if target.numel() == 1:
+            return int(target.item())
+        return target[rows.to(target.device)]
+    if isinstance(target, list):
+        return [target[i] for i in rows.tolist()]
+    raise TypeError(
+        "`target` must be None, an int, a tuple, a tensor or a list, "
+        f"got {type(target).__name__}"
+    )
+
+
+def select_additional_args(args: Any, rows: Tensor, n_examples: int) -> Any:
+    """Per-example tensors of ``additional_forward_args`` taken at ``rows``.
+
+    Like Captum, a tensor whose first dimension is the batch size is treated as
+    per-example; anything else is passed to every row unchanged.
+    """
+    if args is None:
+        return None
+    as_tuple = args if isinstance(args, tuple) else (args,)
+    selected = tuple(
+        a[rows.to(a.device)]
+        if isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == n_examples
+        else a
+        for a in as_tuple
+    )
+    return selected
+
+
+def check_target(target: Any, output: Tensor, n_examples: int) -> None:
+    """Raises a clear error for targets that do not index ``output``."""
+    if target is None:
+        return
+    if output.dim() < 2:
+        raise ValueError(
+            "`target` was given but the model returns one value per example "
+            f"(output shape {tuple(output.shape)}); pass target=None"
+        )
+    if isinstance(target, tuple):
+        index = target
+        if len(index) != output.dim() - 1 or any(
+            not -s <= i < s for i, s in zip(index, output.shape[1:])
+        ):
+            raise ValueError(
+                f"`target` {target} does not index an output of shape "
+                f"{tuple(output.shape)}"
+            )
+        return
+    n_outputs = output.shape[1]
+    if isinstance(target, int):
+        values = [target]
+    elif isinstance(target, Tensor):
+        if target.numel() not in (1, n_examples):
+            raise ValueError(
+                f"`target` tensor must hold 1 or {n_examples} (batch size) values, "
+                f"got {target.numel()}"
+            )
+        values = target.reshape(-1).tolist()
+    elif isinstance(target, list):
+        if len(target) != n_examples:
+            raise ValueError(
+                f"`target` list must have one entry per example ({n_examples}), "
+                f"got {len(target)}"
+            )
+        values = [t for t in target if isinstance(t, int)]
+    else:
+        raise TypeError(
+            "`target` must be None, an int, a tuple, a tensor or a list, "
+            f"got {type(target).__name__}"
+        )
+    bad = [v for v in values if not -n_outputs <= int(v) < n_outputs]
+    if bad:
+        raise ValueError(
+            f"`target` {bad[0]} is out of range for a model with {n_outputs} outputs"
+        )
+
+
+def _forward_scalars(
+    forward_func: Callable[..., Any], inputs: tuple[Tensor, ...], target: Any, args: Any
+) -> Tensor:
+    out = _run_forward(forward_func, inputs, target, args)
+    if not isinstance(out, Tensor):
+        out = torch.as_tensor(out)
+    n = inputs[0].shape[0]
+    return out.reshape(n, -1).sum(1) if out.dim() > 0 else out.expand(n)
+
+
+def evaluate_rows(
+    forward_func: Callable[..., Any],
+    pool: tuple[Tensor, ...],
+    pool_index: Tensor,
+    rows: Tensor,
+    n_examples: int,
+    target: Any = None,
+    additional_forward_args: Any = None,
+    internal_batch_size: int | None = None,
+) -> Tensor:
+    """``f`` at ``pool[pool_index]`` for each row, the target of ``rows``, no grad."""
+    size = internal_batch_size or len(rows)
+    values = []
+    with torch.no_grad():
+        for start in range(0, len(rows), size):
+            r = rows[start : start + size]
+            idx = pool_index[start : start + size]
+            points = tuple(p[idx.to(p.device)] for p in pool)
+            values.append(
+                _forward_scalars(
+                    forward_func,
+                    points,
+                    select_target(target, r),
+                    select_additional_args(additional_forward_args, r, n_examples),
+                )
+            )
+    return torch.cat(values) if values else torch.zeros(0)
+
+
+def forward_inputs(
+    forward_func: Callable[..., Any],
+    inputs: tuple[Tensor, ...],
+    target: Any = None,
+    additional_forward_args: Any = None,
+    internal_batch_size: int | None = None,
+) -> Tensor:
+    """``f(x)`` at ``target`` per example; checks ``target`` against the output."""
+    n = inputs[0].shape[0]
+    with torch.no_grad():
+        first = _run_forward(
+            forward_func,
+            tuple(t[:1] for t in inputs),
+            None,
+            select_additional_args(additional_forward_args, torch.arange(1), n),
+        )
+    if isinstance(first, Tensor):
+        check_target(target, first.expand(n, *first.shape[1:]), n)
+    rows = torch.arange(n, device=inputs[0].device)
+    return evaluate_rows(
+        forward_func,
+        inputs,
+        rows,
+        rows,
+        n,
+        target,
+        additional_forward_args,
+        internal_batch_size,
+    )
+
+
+def path_gradient_sums(
+    forward_func: Callable[..., Any],
+    inputs: tuple[Tensor, ...],
+    references: tuple[Tensor, ...],
+    reference_index: Tensor,
+    rows: Tensor,
+    alphas: Tensor,
+    weights: Tensor,
+    target: Any = None,
+    additional_forward_args: Any = None,
+    internal_batch_size: int | None = None,
+    multiply_by_inputs: bool = True,
+) -> tuple[tuple[Tensor, ...], Tensor]:
+    """The weighted path sum of every example, evaluated in bounded chunks.
+
+    Args:
+        forward_func: The model.
+        inputs: The inputs ``x``, each ``(N, ...)``.
+        references: A pool of references, each ``(M, ...)`` matching ``inputs``.
+        reference_index: ``(R,)`` index into the pool: the reference of each row.
+        rows: ``(R,)`` index into the batch: the example of each row.
+        alphas: ``(R,)`` position of each row on its path, 0 at the reference.
+        weights: ``(R,)`` weight of each row in its example's sum.
+        internal_batch_size: Rows evaluated per forward/backward pass; ``None``
+            evaluates all rows at once.
+        multiply_by_inputs: Multiply gradients by ``x - x'`` (global attribution)
+            or not (local attribution).
+
+    Returns:
+        ``(sums, row_totals)``: ``sums`` has one ``(N, ...)`` tensor per input,
+        ``sum_r w_r g_r`` over the rows of each example; ``row_totals`` is the
+        ``(R,)`` unweighted total of each row's term ``g_r`` over every feature,
+        from which sampling methods estimate their standard error.
+    """
+    n = inputs[0].shape[0]
+    size = (
+        len(rows)
+        if internal_batch_size is None
+        else check_positive_int("internal_batch_size", internal_batch_size)
+    )
+    sums = tuple(torch.zeros_like(x) for x in inputs)
+    totals = torch.zeros(len(rows), dtype=inputs[0].dtype, device=inputs[0].device)
+    for start in range(0, len(rows), size):
+        stop = start + size
+        r = rows[start:stop]
+        ref = tuple(p[reference_index[start:stop].to(p.device)] for p in references)
+        x = tuple(t[r.to(t.device)] for t in inputs)
+        steps = tuple(xi - ri for xi, ri in zip(x, ref))
+        points = tuple(
+            (ri + _column(alphas[start:stop], ri) * si).detach().requires_grad_()
+            for ri, si in zip(ref, steps)
+        )
+        grads = compute_gradients(
+            forward_func,
+            points,
+            target_ind=select_target(target, r),
+            additional_forward_args=select_additional_args(
+                additional_forward_args, r, n
+            ),
+        )
+        w = weights[start:stop]
+        for k, (g, s) in enumerate(zip(grads, steps)):
+            term = g * s if multiply_by_inputs else g
+            totals[start:stop] += term.reshape(len(r), -1).sum(1).to(totals.dtype)
+            sums[k].index_add_(0, r.to(sums[k].device), term * _column(w, term))
+    return sums, totals
+
+
+def _column(values: Tensor, like: Tensor) -> Tensor:
+    """``values`` shaped ``(R, 1, ..., 1)`` to broadcast against ``like``."""
+    return values.to(device=like.device, dtype=like.dtype).reshape(
+        -1, *([1] * (like.dim() - 1))
+    )

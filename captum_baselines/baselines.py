@@ -1,0 +1,1 @@
+"""Baseline generators (filled in by the foundation)."""
