@@ -1,7 +1,19 @@
 """captum-baselines: baselines and baseline-aware attribution methods for Captum."""
 
-from . import baselines
+from . import attr, baselines
+from .attr import (
+    AdaptiveIntegratedGradients,
+    QuadratureIntegratedGradients,
+    adaptive_integrated_gradients,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["baselines", "__version__"]
+__all__ = [
+    "AdaptiveIntegratedGradients",
+    "QuadratureIntegratedGradients",
+    "__version__",
+    "adaptive_integrated_gradients",
+    "attr",
+    "baselines",
+]

@@ -46,7 +46,9 @@ def check_inputs(name: str, inputs: Any) -> tuple[Tensor, ...]:
     n = tensors[0].shape[0]
     if any(t.shape[0] != n for t in tensors):
         shapes = [tuple(t.shape) for t in tensors]
-        raise ValueError(f"every tensor of `{name}` must share the batch size: {shapes}")
+        raise ValueError(
+            f"every tensor of `{name}` must share the batch size: {shapes}"
+        )
     return tensors
 
 
@@ -73,9 +75,8 @@ def check_nonnegative(name: str, value: Any) -> float:
 
 def check_generator(name: str, generator: Any) -> torch.Generator | None:
     if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(
-            f"`{name}` must be a torch.Generator or None, got {type(generator).__name__}"
-        )
+        got = type(generator).__name__
+        raise TypeError(f"`{name}` must be a torch.Generator or None, got {got}")
     return generator
 
 
@@ -121,7 +122,9 @@ def resolve_value_range(
     return low, high
 
 
-def check_same_shape(name: str, tensor: Tensor, expected: torch.Size, what: str) -> None:
+def check_same_shape(
+    name: str, tensor: Tensor, expected: torch.Size, what: str
+) -> None:
     if tensor.shape != expected:
         raise ValueError(
             f"`{name}` must have shape {tuple(expected)} ({what}), "

@@ -158,10 +158,10 @@ def blur(
             f"`inputs` must have at least two (spatial) dimensions, got {inputs.dim()}"
         )
     check_finite("inputs", inputs)
-    sigmas = (sigma, sigma) if isinstance(sigma, numbers.Real) else tuple(sigma)
-    if len(sigmas) != 2:
+    pair = (sigma, sigma) if isinstance(sigma, numbers.Real) else tuple(sigma)  # type: ignore[arg-type]
+    if len(pair) != 2:
         raise ValueError(f"`sigma` must be a float or a pair, got {sigma!r}")
-    sigmas = tuple(check_nonnegative("sigma", s) for s in sigmas)
+    sigmas = tuple(check_nonnegative("sigma", s) for s in pair)
     check_nonnegative("truncate", truncate)
     if mode not in ("reflect", "mirror", "nearest", "wrap", "constant"):
         raise ValueError(
@@ -196,7 +196,9 @@ def _padding_index(size: int, radius: int, mode: str, device: torch.device) -> T
     return i % size  # wrap
 
 
-def _blur_along(x: Tensor, sigma: float, dim: int, mode: str, truncate: float) -> Tensor:
+def _blur_along(
+    x: Tensor, sigma: float, dim: int, mode: str, truncate: float
+) -> Tensor:
     radius = int(truncate * sigma + 0.5)
     if sigma == 0 or radius == 0:
         return x
@@ -427,7 +429,9 @@ def _reservoir(
     return pool[draw_without_replacement(pool.shape[0], 1, n_draws, generator)[0]]
 
 
-def _check_example_shape(name: str, examples: Tensor, example_shape: torch.Size) -> None:
+def _check_example_shape(
+    name: str, examples: Tensor, example_shape: torch.Size
+) -> None:
     if examples.shape[1:] != example_shape:
         raise ValueError(
             f"examples of `{name}` have shape {tuple(examples.shape[1:])}, expected "

@@ -161,7 +161,9 @@ def test_adaptive_meets_its_tolerance_and_saves_evaluations():
     )
     # The article's fixed 500 steps cost more and still miss 1% on some examples.
     fixed_error = (fixed_delta.abs() / gap.abs()).max()
-    assert float((result.delta.abs() / gap.abs()).max()) <= min(rtol, float(fixed_error))
+    assert float((result.delta.abs() / gap.abs()).max()) <= min(
+        rtol, float(fixed_error)
+    )
     assert adaptive_rows < model.rows / 2
 
 
@@ -180,8 +182,7 @@ def test_adaptive_reruns_only_unconverged_examples():
         for s in result.n_steps.double()
     )
     assert model.rows == 1 + 4 + 4 + passes
-    for a, s in zip(result.attributions[0][2:], result.n_steps[2:]):
-        assert bool((a == 0).all())
+    assert bool((result.attributions[0][2:] == 0).all())
 
 
 def test_adaptive_multi_input_and_additional_args():

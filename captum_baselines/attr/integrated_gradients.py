@@ -100,7 +100,10 @@ def format_baselines(
         elif isinstance(b, numbers.Real) and not isinstance(b, bool):
             formatted.append(torch.full_like(x, float(b)))
         elif isinstance(b, Tensor):
-            if b.shape not in (x.shape, x.shape[1:], (1, *x.shape[1:])) and b.numel() != 1:
+            if (
+                b.shape not in (x.shape, x.shape[1:], (1, *x.shape[1:]))
+                and b.numel() != 1
+            ):
                 raise ValueError(
                     f"`{label}` of shape {tuple(b.shape)} does not match inputs of "
                     f"shape {tuple(x.shape)}: expected the same shape, one example's "
