@@ -1,6 +1,6 @@
 """captum-baselines: baselines and baseline-aware attribution methods for Captum."""
 
-from . import attr, baselines
+from . import attr, baselines, datasets, metrics, models, visualization
 from .attr import (
     AdaptiveIntegratedGradients,
     QuadratureIntegratedGradients,
@@ -16,4 +16,8 @@ __all__ = [
     "adaptive_integrated_gradients",
     "attr",
     "baselines",
+    "datasets",
+    "metrics",
+    "models",
+    "visualization",
 ]

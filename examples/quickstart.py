@@ -12,43 +12,19 @@ from __future__ import annotations
 
 import torch
 from captum.attr import IntegratedGradients
-from sklearn.datasets import load_digits
-from torch import nn
 
 import captum_baselines as cb
-
-
-def train_digit_classifier(images: torch.Tensor, labels: torch.Tensor) -> nn.Module:
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(32 * 4 * 4, 10),
-    )
-    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(15):
-        for batch in torch.randperm(len(images)).split(64):
-            optimiser.zero_grad()
-            nn.functional.cross_entropy(model(images[batch]), labels[batch]).backward()
-            optimiser.step()
-    return model.eval()
+from captum_baselines.datasets import load_digits_images
+from captum_baselines.models import pretrained_digits_cnn
 
 
 def main() -> None:
     torch.set_flush_denormal(True)
-    digits = load_digits()
-    images = 1.0 - torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16
-    labels = torch.tensor(digits.target)
-    train, test = slice(0, 1400), slice(1400, None)
-    model = train_digit_classifier(images[train], labels[train])
-    accuracy = (model(images[test]).argmax(1) == labels[test]).float().mean()
+    data = load_digits_images("inverted")
+    model, accuracy = pretrained_digits_cnn("inverted")
     print(f"test accuracy on inverted digits: {accuracy:.3f}")
 
-    x, target = images[test][:32], labels[test][:32]
+    x, target = data.test_images[:32], data.test_labels[:32]
     ink = x < 0.5
     generator = torch.Generator().manual_seed(0)
     ig = IntegratedGradients(model)
@@ -75,7 +51,9 @@ def main() -> None:
         "training data (x10)": lambda: cb.baselines.average_over_baselines(
             ig,
             x,
-            cb.baselines.from_data(images[train], x, n_samples=10, generator=generator),
+            cb.baselines.from_data(
+                data.train_images, x, n_samples=10, generator=generator
+            ),
             target=target,
             return_convergence_delta=True,
         ),

@@ -1,0 +1,300 @@
+"""What every removal curve shares: feature scores, fill values, the scoring loop.
+
+A removal curve evaluates the model on copies of each input from which a growing
+set of features has been replaced, and reports the target's score relative to
+the untouched input.  Only *which* features go at each step differs between the
+curves; :func:`removal_curve` runs the rest once, in memory-bounded chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Union
+
+import torch
+from captum._utils.common import _run_forward, _select_targets
+from captum._utils.typing import TargetType
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .._sampling import check_target, select_additional_args, select_target
+from .._validation import (
+    check_finite,
+    check_inputs,
+    check_optional_positive_int,
+    check_tensor,
+)
+
+Fill = Union[str, Tensor, Callable[[Tensor], Tensor]]
+Score = Literal["probability", "logit"]
+
+#: ``mask_for(examples, steps)`` -> ``(R, P)`` bool: the features removed in each
+#: row, a row being one (example, step) pair.
+MaskFor = Callable[[Tensor, Tensor], Tensor]
+
+
+def single_input(name: str, inputs: Any) -> Tensor:
+    """The one tensor of ``inputs`` (a tensor or a 1-tuple), checked."""
+    tensors = check_inputs(name, inputs)
+    if len(tensors) != 1:
+        raise TypeError(
+            f"`{name}` must be a single tensor: removal curves do not support "
+            f"multi-input models (got a tuple of {len(tensors)} tensors)"
+        )
+    x = tensors[0]
+    if not x.is_floating_point():
+        raise TypeError(f"`{name}` must be a floating-point tensor, got {x.dtype}")
+    if x.dim() < 2:
+        raise ValueError(
+            f"`{name}` must be (N, features) or (N, C, ...), got shape {tuple(x.shape)}"
+        )
+    return x
+
+
+def channel_view(x: Tensor) -> Tensor:
+    """``x`` as ``(N, C, P)``: channels, then positions; ``(N, D)`` has one channel."""
+    if x.dim() == 2:
+        return x.unsqueeze(1)
+    return x.reshape(x.shape[0], x.shape[1], -1)
+
+
+def position_scores(
+    attributions: Any, inputs: Tensor, absolute: bool, name: str = "attributions"
+) -> Tensor:
+    """``(N, P)`` relevance of each position: the channel sum of the attributions.
+
+    Accepts attributions shaped like ``inputs``, or one map per example shaped
+    ``(N, 1, *spatial)`` or ``(N, *spatial)`` (e.g. an upsampled Grad-CAM).
+    ``absolute=True`` sums ``|a|`` over channels, otherwise the signed values.
+    """
+    if isinstance(attributions, tuple) and len(attributions) == 1:
+        attributions = attributions[0]
+    a = check_tensor(name, attributions)
+    check_finite(name, a)
+    n = inputs.shape[0]
+    spatial = inputs.shape[2:] if inputs.dim() > 2 else inputs.shape[1:]
+    if a.shape == inputs.shape:
+        a = channel_view(a)
+    elif inputs.dim() > 2 and a.shape in (
+        torch.Size((n, 1, *spatial)),
+        torch.Size((n, *spatial)),
+    ):
+        a = a.reshape(n, 1, -1)
+    else:
+        allowed = [tuple(inputs.shape)]
+        if inputs.dim() > 2:
+            allowed += [(n, 1, *spatial), (n, *spatial)]
+        raise ValueError(
+            f"`{name}` must have one of the shapes {allowed}, got {tuple(a.shape)}"
+        )
+    a = a.detach().to(device=inputs.device)
+    if absolute:
+        a = a.abs()
+    return a.sum(1)
+
+
+def ranks_descending(scores: Tensor) -> Tensor:
+    """``(N, P)`` rank of each position, 0 for the most relevant; ties by index."""
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    ranks = torch.empty_like(order)
+    positions = torch.arange(scores.shape[1], device=scores.device)
+    ranks.scatter_(1, order, positions.expand_as(order).contiguous())
+    return ranks
+
+
+def fill_values(fill: Fill, inputs: Tensor, blur_sigma: float) -> Tensor:
+    """The replacement of every feature, shaped like ``inputs``.
+
+    ``"mean"`` is the same image's per-channel mean, ``"blur"`` its Gaussian blur
+    (``blur_sigma`` pixels), a tensor must broadcast to ``inputs`` and a callable
+    receives ``inputs`` and returns such a tensor.
+    """
+    if isinstance(fill, str):
+        if fill == "mean":
+            view = channel_view(inputs)
+            means = view.mean(2, keepdim=True).expand_as(view)
+            return means.reshape(inputs.shape)
+        if fill == "blur":
+            if inputs.dim() < 3:
+                raise ValueError(
+                    '`fill="blur"` needs spatial inputs (N, C, H, W), '
+                    f"got shape {tuple(inputs.shape)}"
+                )
+            from captum_baselines.baselines import blur
+
+            return blur(inputs, blur_sigma).to(inputs.dtype)
+        raise ValueError(
+            f'`fill` must be "mean", "blur", a tensor or a callable, got {fill!r}'
+        )
+    if callable(fill) and not isinstance(fill, Tensor):
+        values = fill(inputs)
+        if not isinstance(values, Tensor):
+            raise TypeError(
+                f"the `fill` callable must return a tensor, got {type(values).__name__}"
+            )
+    elif isinstance(fill, Tensor):
+        values = fill
+    else:
+        raise TypeError(
+            '`fill` must be "mean", "blur", a tensor or a callable, '
+            f"got {type(fill).__name__}"
+        )
+    values = values.detach().to(device=inputs.device, dtype=inputs.dtype)
+    try:
+        values = values.expand(inputs.shape)
+    except RuntimeError:
+        raise ValueError(
+            f"`fill` of shape {tuple(values.shape)} does not broadcast to the inputs' "
+            f"shape {tuple(inputs.shape)}"
+        ) from None
+    check_finite("fill", values)
+    return values
+
+
+def output_scores(
+    forward_func: Callable[..., Any],
+    inputs: Tensor,
+    target: TargetType,
+    additional_forward_args: Any,
+    score: Score,
+) -> Tensor:
+    """The score of ``target`` per example: softmax probability or raw output."""
+    out = _run_forward(forward_func, inputs, None, additional_forward_args)
+    if not isinstance(out, Tensor):
+        out = torch.as_tensor(out)
+    n = inputs.shape[0]
+    if score == "probability":
+        if out.dim() < 2 or out.shape[1] < 2:
+            raise ValueError(
+                '`score="probability"` needs class scores of shape (N, classes >= 2), '
+                f'got output shape {tuple(out.shape)}; use score="logit"'
+            )
+        out = torch.softmax(out, dim=1)
+    selected = _select_targets(out, target)
+    return selected.reshape(n, -1).sum(1) if selected.dim() > 0 else selected.expand(n)
+
+
+def check_score(score: Any) -> Score:
+    if score not in ("probability", "logit"):
+        raise ValueError(f'`score` must be "probability" or "logit", got {score!r}')
+    return score  # type: ignore[no-any-return]
+
+
+def check_fractions(fractions: Any) -> Tensor:
+    """``fractions`` as a 1-D tensor of values in [0, 1]; default 0, 0.1, ..., 1."""
+    if fractions is None:
+        return torch.linspace(0, 1, 11, dtype=torch.float64)
+    if isinstance(fractions, Tensor):
+        f = fractions.detach().to(device="cpu", dtype=torch.float64)
+    elif isinstance(fractions, Sequence):
+        f = torch.tensor([float(v) for v in fractions], dtype=torch.float64)
+    else:
+        raise TypeError(
+            "`fractions` must be a sequence or a 1-D tensor of floats, "
+            f"got {type(fractions).__name__}"
+        )
+    if f.dim() != 1 or f.numel() == 0:
+        raise ValueError(f"`fractions` must be non-empty and 1-D, got {tuple(f.shape)}")
+    if not bool(torch.isfinite(f).all()) or bool((f < 0).any() | (f > 1).any()):
+        raise ValueError(f"`fractions` must lie in [0, 1], got {f.tolist()}")
+    return f
+
+
+def reference_scores(
+    forward_func: Callable[..., Any],
+    inputs: Tensor,
+    target: TargetType,
+    additional_forward_args: Any,
+    score: Score,
+    chunk: int,
+) -> Tensor:
+    """Scores of the untouched inputs; checks ``target`` against the output."""
+    n = inputs.shape[0]
+    with torch.no_grad():
+        first = _run_forward(
+            forward_func,
+            inputs[:1],
+            None,
+            select_additional_args(additional_forward_args, torch.arange(1), n),
+        )
+        if isinstance(first, Tensor):
+            check_target(target, first.expand(n, *first.shape[1:]), n)
+        values = []
+        for start in range(0, n, chunk):
+            rows = torch.arange(start, min(start + chunk, n))
+            values.append(
+                output_scores(
+                    forward_func,
+                    inputs[start : start + chunk],
+                    select_target(target, rows),
+                    select_additional_args(additional_forward_args, rows, n),
+                    score,
+                )
+            )
+    return torch.cat(values).to(inputs.dtype)
+
+
+def removal_curve(
+    forward_func: Callable[..., Any],
+    inputs: Tensor,
+    replacement: Tensor,
+    mask_for: MaskFor,
+    removes_nothing: Tensor,
+    target: TargetType,
+    additional_forward_args: Any,
+    score: Score,
+    relative: bool,
+    internal_batch_size: int | None,
+    progress: bool,
+    desc: str,
+) -> Tensor:
+    """``(N, S)`` scores after each of ``S`` removal steps.
+
+    Args:
+        replacement: Shaped like ``inputs``: the value each removed feature takes.
+        mask_for: The removed positions of each (example, step) row.
+        removes_nothing: ``(S,)`` bool, steps that remove no feature; their score
+            is the untouched input's (exactly 1 when ``relative``), not re-evaluated.
+        internal_batch_size: Rows per forward pass; ``None`` uses the batch size,
+            so memory stays that of one forward of ``inputs``.
+    """
+    n = inputs.shape[0]
+    chunk = check_optional_positive_int("internal_batch_size", internal_batch_size)
+    chunk = chunk or n
+    reference = reference_scores(
+        forward_func, inputs, target, additional_forward_args, score, chunk
+    )
+    n_steps = removes_nothing.numel()
+    curve = reference[:, None].repeat(1, n_steps)
+    steps = torch.nonzero(~removes_nothing.cpu()).flatten()
+    examples = torch.arange(n).repeat_interleave(len(steps))
+    row_steps = steps.repeat(n)
+    x = channel_view(inputs)
+    fill = channel_view(replacement)
+    with (
+        torch.no_grad(),
+        tqdm(total=len(examples), disable=not progress, desc=desc) as bar,
+    ):
+        for start in range(0, len(examples), chunk):
+            e = examples[start : start + chunk]
+            s = row_steps[start : start + chunk]
+            ed = e.to(inputs.device)
+            removed = mask_for(ed, s.to(inputs.device))[:, None, :]
+            ablated = torch.where(removed, fill[ed], x[ed])
+            values = output_scores(
+                forward_func,
+                ablated.reshape(len(e), *inputs.shape[1:]),
+                select_target(target, e),
+                select_additional_args(additional_forward_args, e, n),
+                score,
+            )
+            curve[ed, s.to(inputs.device)] = values.to(curve.dtype)
+            bar.update(len(e))
+    if relative:
+        if bool((reference == 0).any()):
+            raise ValueError(
+                "the unablated score is 0 for some examples, so the curve cannot be "
+                "relative to it; pass relative=False"
+            )
+        curve = curve / reference[:, None]
+    return curve
