@@ -3,6 +3,7 @@
 from . import attr, baselines, datasets, metrics, models, visualization
 from .attr import (
     AdaptiveIntegratedGradients,
+    LayerRSIGradCam,
     QuadratureIntegratedGradients,
     adaptive_integrated_gradients,
 )
@@ -11,6 +12,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdaptiveIntegratedGradients",
+    "LayerRSIGradCam",
     "QuadratureIntegratedGradients",
     "__version__",
     "adaptive_integrated_gradients",

@@ -26,6 +26,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ._sampling import draw_without_replacement, evaluate_rows, forward_inputs
+from ._uniform_output import uniform_output
 from ._validation import (
     ValueRange,
     check_finite,
@@ -48,6 +49,7 @@ __all__ = [
     "max_distance",
     "normalized_range",
     "uniform",
+    "uniform_output",
     "white",
 ]
 

@@ -7,10 +7,12 @@ from .integrated_gradients import (
     adaptive_integrated_gradients,
     quadrature,
 )
+from .layer_rsi_grad_cam import LayerRSIGradCam
 
 __all__ = [
     "AdaptiveIntegratedGradients",
     "AdaptiveResult",
+    "LayerRSIGradCam",
     "QuadratureIntegratedGradients",
     "adaptive_integrated_gradients",
     "quadrature",

@@ -1,0 +1,11 @@
+"""Suite-wide settings."""
+
+from __future__ import annotations
+
+import matplotlib
+import torch
+
+# Random-weight nets hit denormal floats on CPU and run several times slower.
+torch.set_flush_denormal(True)
+# Figures are rendered off-screen in the tests.
+matplotlib.use("Agg")
