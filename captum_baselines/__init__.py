@@ -3,6 +3,7 @@
 from . import attr, baselines, datasets, metrics, models, visualization
 from .attr import (
     AdaptiveIntegratedGradients,
+    ExpectedGradients,
     LayerRSIGradCam,
     QuadratureIntegratedGradients,
     adaptive_integrated_gradients,
@@ -12,6 +13,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdaptiveIntegratedGradients",
+    "ExpectedGradients",
     "LayerRSIGradCam",
     "QuadratureIntegratedGradients",
     "__version__",
