@@ -29,7 +29,7 @@ from captum._utils.common import _run_forward
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ._hooks import preserved_model_state
+from ._hooks import eval_mode
 from ._validation import (
     ValueRange,
     check_finite,
@@ -121,7 +121,7 @@ def uniform_output(
 
     n = start.shape[0]
     anchor = to_grey(start.detach())
-    with preserved_model_state(forward_func):
+    with eval_mode(forward_func):
         with torch.no_grad():
             probs = _probabilities(
                 forward_func, from_grey(anchor), additional_forward_args

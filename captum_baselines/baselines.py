@@ -25,6 +25,7 @@ from captum._utils.typing import TargetType
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from ._hooks import eval_mode
 from ._sampling import draw_without_replacement, evaluate_rows, forward_inputs
 from ._uniform_output import uniform_output
 from ._validation import (
@@ -502,6 +503,32 @@ def average_over_baselines(
         raise ValueError("`baselines` must hold the same number k >= 1 of baselines")
     group = k if baseline_batch_size is None else baseline_batch_size
     group = check_positive_int("baseline_batch_size", group)
+    with eval_mode(attribution.forward_func):
+        return _average(
+            attribution,
+            x,
+            refs,
+            is_tuple,
+            group,
+            target,
+            additional_forward_args,
+            return_convergence_delta,
+            attribute_kwargs,
+        )
+
+
+def _average(
+    attribution: Any,
+    x: tuple[Tensor, ...],
+    refs: tuple[Tensor, ...],
+    is_tuple: bool,
+    group: int,
+    target: TargetType,
+    additional_forward_args: Any,
+    return_convergence_delta: bool,
+    attribute_kwargs: dict[str, Any],
+) -> Any:
+    k = refs[0].shape[0]
     n = x[0].shape[0]
     total = tuple(torch.zeros_like(t) for t in x)
     for start in range(0, k, group):

@@ -6,6 +6,7 @@ import matplotlib
 import torch
 
 # Random-weight nets hit denormal floats on CPU and run several times slower.
+# Hypothesis cannot draw subnormal floats then: use allow_subnormal=False.
 torch.set_flush_denormal(True)
 # Figures are rendered off-screen in the tests.
 matplotlib.use("Agg")

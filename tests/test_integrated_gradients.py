@@ -142,7 +142,6 @@ def test_local_variant_is_the_path_averaged_gradient():
 
 
 def test_adaptive_meets_its_tolerance_and_saves_evaluations():
-    torch.set_flush_denormal(True)
     model = Counting(_relu_cnn())
     g = torch.Generator().manual_seed(0)
     x = torch.rand(6, 1, 8, 8, generator=g, dtype=torch.float64)
@@ -263,3 +262,14 @@ def test_noise_tunnel_composes():
     )
     plain = QuadratureIntegratedGradients(model).attribute(x, target=0, n_steps=8)
     torch.testing.assert_close(out, plain)
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_batchnorm_model_in_train_mode_keeps_its_running_statistics(adaptive):
+    from .helpers import small_cnn
+
+    model = small_cnn().double().train()
+    x = torch.rand(3, 3, 8, 8, dtype=torch.float64)
+    make = AdaptiveIntegratedGradients if adaptive else QuadratureIntegratedGradients
+    with model_unchanged(model):
+        make(model).attribute(x, target=1, return_convergence_delta=True)

@@ -30,6 +30,7 @@ from captum.attr import GradientAttribution
 from captum.log import log_usage
 from torch import Tensor
 
+from .._hooks import eval_mode
 from .._sampling import evaluate_rows, forward_inputs, path_gradient_sums
 from .._validation import (
     check_finite,
@@ -218,14 +219,41 @@ def adaptive_integrated_gradients(
     """
     x = check_inputs("inputs", inputs)
     b = format_baselines(baselines, x)
-    check_nonnegative("rtol", rtol)
-    check_nonnegative("atol", atol)
+    rtol = check_nonnegative("rtol", rtol)
+    atol = check_nonnegative("atol", atol)
     n_steps = check_positive_int("initial_n_steps", initial_n_steps)
     cap = check_positive_int("max_n_steps", max_n_steps)
     if cap < n_steps:
         raise ValueError(
             f"`max_n_steps` ({cap}) must be >= `initial_n_steps` ({n_steps})"
         )
+    with eval_mode(forward_func):
+        return _adaptive(
+            forward_func,
+            x,
+            b,
+            target,
+            additional_forward_args,
+            rtol,
+            atol,
+            n_steps,
+            cap,
+            internal_batch_size,
+        )
+
+
+def _adaptive(
+    forward_func: Callable[..., Any],
+    x: tuple[Tensor, ...],
+    b: tuple[Tensor, ...],
+    target: TargetType,
+    additional_forward_args: Any,
+    rtol: float,
+    atol: float,
+    n_steps: int,
+    cap: int,
+    internal_batch_size: int | None,
+) -> AdaptiveResult:
     gap = _completeness_gap(
         forward_func, x, b, target, additional_forward_args, internal_batch_size
     )
@@ -351,21 +379,22 @@ class QuadratureIntegratedGradients(GradientAttribution):
         x = check_inputs("inputs", inputs)
         b = format_baselines(baselines, x)
         n = x[0].shape[0]
-        gap = _completeness_gap(
-            self.forward_func, x, b, target, additional_forward_args, None
-        )
-        attributions = _integrated_gradients(
-            self.forward_func,
-            x,
-            b,
-            torch.arange(n, device=x[0].device),
-            method,
-            n_steps,
-            target,
-            additional_forward_args,
-            internal_batch_size,
-            self._multiply_by_inputs,
-        )
+        with eval_mode(self.forward_func):
+            gap = _completeness_gap(
+                self.forward_func, x, b, target, additional_forward_args, None
+            )
+            attributions = _integrated_gradients(
+                self.forward_func,
+                x,
+                b,
+                torch.arange(n, device=x[0].device),
+                method,
+                n_steps,
+                target,
+                additional_forward_args,
+                internal_batch_size,
+                self._multiply_by_inputs,
+            )
         result = attributions if isinstance(inputs, tuple) else attributions[0]
         if not return_convergence_delta:
             return result  # type: ignore[return-value]

@@ -35,7 +35,7 @@ from torch import Tensor
 from torch.nn import Module
 from tqdm.auto import tqdm
 
-from .._hooks import preserved_model_state
+from .._hooks import eval_mode
 from .._sampling import (
     check_target,
     forward_inputs,
@@ -329,7 +329,7 @@ class LayerRSIGradCam(LayerAttribution, GradientAttribution):
             "internal_batch_size", internal_batch_size
         )
         score_fn = _scored(self.forward_func, scores)
-        with preserved_model_state(self.forward_func):
+        with eval_mode(self.forward_func):
             _check_target_once(score_fn, x, target, additional_forward_args)
             path = riemann_stieltjes_integrals(
                 score_fn,
@@ -374,7 +374,7 @@ class LayerRSIGradCam(LayerAttribution, GradientAttribution):
         scores: str,
     ) -> Tensor:
         score_fn = _scored(self.forward_func, scores)
-        with preserved_model_state(self.forward_func):
+        with eval_mode(self.forward_func):
             y_input = forward_inputs(score_fn, x, target, additional_forward_args)
             y_baseline = forward_inputs(
                 score_fn, x_ref, target, additional_forward_args
