@@ -13,15 +13,21 @@ from .integrated_gradients import (
     quadrature,
 )
 from .layer_rsi_grad_cam import LayerRSIGradCam
+from .patterns import Patterns, fit_patterns
+from .pgig import PatternAttribution, PatternGuidedIntegratedGradients
 
 __all__ = [
     "AdaptiveIntegratedGradients",
     "AdaptiveResult",
     "ExpectedGradients",
     "LayerRSIGradCam",
+    "PatternAttribution",
+    "PatternGuidedIntegratedGradients",
+    "Patterns",
     "QuadratureIntegratedGradients",
     "adaptive_integrated_gradients",
     "expected_gradients_and_smoothgrad",
+    "fit_patterns",
     "quadrature",
     "standard_error",
 ]
