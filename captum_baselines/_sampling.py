@@ -14,7 +14,7 @@ gradients back onto their examples.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -294,3 +294,39 @@ def _column(values: Tensor, like: Tensor) -> Tensor:
     return values.to(device=like.device, dtype=like.dtype).reshape(
         -1, *([1] * (like.dim() - 1))
     )
+
+
+def reservoir_sample(
+    batches: Iterable[tuple[Tensor, ...]],
+    capacity: int,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, ...]:
+    """A uniform random subset of at most ``capacity`` examples from a stream.
+
+    ``batches`` yields tuples of tensors sharing their first (example) dimension;
+    the examples kept are those with the ``capacity`` smallest random keys, which
+    is a uniform draw without replacement, in random order. Memory stays within a
+    few times ``capacity`` examples whatever the length of the stream.
+    """
+    kept: list[tuple[Tensor, ...]] = []
+    keys: list[Tensor] = []
+    held = 0
+    for batch in batches:
+        kept.append(batch)
+        keys.append(torch.rand(batch[0].shape[0], generator=generator))
+        held += batch[0].shape[0]
+        if held > 4 * max(capacity, 64):
+            best, best_keys = _smallest_keys(kept, keys, capacity)
+            kept, keys, held = [best], [best_keys], len(best_keys)
+    if held == 0:
+        return ()
+    return _smallest_keys(kept, keys, capacity)[0]
+
+
+def _smallest_keys(
+    kept: list[tuple[Tensor, ...]], keys: list[Tensor], capacity: int
+) -> tuple[tuple[Tensor, ...], Tensor]:
+    all_keys = torch.cat(keys)
+    best = torch.argsort(all_keys)[:capacity]
+    columns = tuple(torch.cat(column) for column in zip(*kept))
+    return tuple(c[best.to(c.device)] for c in columns), all_keys[best]

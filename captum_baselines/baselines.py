@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal, overload
 
 import torch
@@ -26,7 +26,12 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ._hooks import eval_mode
-from ._sampling import draw_without_replacement, evaluate_rows, forward_inputs
+from ._sampling import (
+    draw_without_replacement,
+    evaluate_rows,
+    forward_inputs,
+    reservoir_sample,
+)
 from ._uniform_output import uniform_output
 from ._validation import (
     ValueRange,
@@ -399,36 +404,25 @@ def _reservoir(
     name: str,
 ) -> Tensor:
     """Uniform sampling without replacement from a stream of batches."""
-    if isinstance(data, DataLoader):
-        batches: Iterable[Any] = data
-    elif isinstance(data, Iterable):
-        batches = data
-    else:
+    if not isinstance(data, Iterable):
         raise TypeError(
             f"`{name}` must be a tensor, a Dataset, a DataLoader or an iterable of "
             f"batches, got {type(data).__name__}"
         )
-    kept: list[Tensor] = []
-    keys: list[Tensor] = []
-    seen = 0
-    for batch in batches:
-        x = _first(batch)
-        _check_example_shape(name, x, example_shape)
-        # Keeping the n_draws examples with the smallest random keys is a uniform
-        # draw without replacement.
-        kept.append(x)
-        keys.append(torch.rand(x.shape[0], generator=generator))
-        seen += x.shape[0]
-        if sum(k.numel() for k in keys) > 4 * max(n_draws, 64):
-            pool, pool_keys = torch.cat(kept), torch.cat(keys)
-            best = torch.argsort(pool_keys)[:n_draws]
-            kept, keys = [pool[best]], [pool_keys[best]]
-    if seen == 0:
+
+    def examples() -> Iterator[tuple[Tensor, ...]]:
+        for batch in data:
+            x = _first(batch)
+            _check_example_shape(name, x, example_shape)
+            yield (x,)
+
+    sample = reservoir_sample(examples(), n_draws, generator)
+    if not sample:
         raise ValueError(f"`{name}` is empty")
-    pool = torch.cat(kept)[torch.argsort(torch.cat(keys))]
+    pool = sample[0]
     check_finite(name, pool)
     if pool.shape[0] >= n_draws:
-        return pool[:n_draws]
+        return pool
     return pool[draw_without_replacement(pool.shape[0], 1, n_draws, generator)[0]]
 
 

@@ -39,6 +39,7 @@ from .._sampling import (
     evaluate_rows,
     forward_inputs,
     path_gradient_sums,
+    reservoir_sample,
     stratified_alphas,
 )
 from .._validation import (
@@ -536,28 +537,20 @@ def reservoir_pool(
     generator: torch.Generator | None,
 ) -> tuple[Tensor, ...]:
     """A uniform random subset of ``capacity`` references from one pass over
-    ``source`` (Algorithm R), for sources that cannot be indexed."""
+    ``source``, for sources that cannot be indexed."""
     batches = (
         iter(source)
         if isinstance(source, DataLoader)
         else (default_collate([item]) for item in source)
     )
-    reservoir: list[tuple[Tensor, ...]] = []
-    seen = 0
-    for batch in batches:
-        refs = batch_references(batch, inputs, "baselines")
-        keep = torch.rand(len(refs[0]), generator=generator, dtype=torch.float64)
-        for i in range(len(refs[0])):
-            if seen < capacity:
-                reservoir.append(tuple(r[i] for r in refs))
-            else:
-                slot = int(keep[i] * (seen + 1))
-                if slot < capacity:
-                    reservoir[slot] = tuple(r[i] for r in refs)
-            seen += 1
-    if not reservoir:
+    pool = reservoir_sample(
+        (batch_references(batch, inputs, "baselines") for batch in batches),
+        capacity,
+        generator,
+    )
+    if not pool:
         raise ValueError("`baselines` yielded no references: it is empty")
-    return tuple(torch.stack(column) for column in zip(*reservoir, strict=True))
+    return pool
 
 
 def batch_references(
