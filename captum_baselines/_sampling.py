@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
-from captum._utils.common import _run_forward
+from captum._utils.common import _run_forward, _select_targets
 from captum._utils.gradient import compute_gradients
 from torch import Tensor
 
@@ -197,28 +197,32 @@ def forward_inputs(
     additional_forward_args: Any = None,
     internal_batch_size: int | None = None,
 ) -> Tensor:
-    """``f(x)`` at ``target`` per example; checks ``target`` against the output."""
+    """``f(x)`` at ``target`` per example; checks ``target`` against the output.
+
+    The full outputs are kept (one row per example), so that an out-of-range
+    target is reported clearly before anything is selected from them.
+    """
     n = inputs[0].shape[0]
+    size = internal_batch_size or n
+    outputs = []
     with torch.no_grad():
-        first = _run_forward(
-            forward_func,
-            tuple(t[:1] for t in inputs),
-            None,
-            select_additional_args(additional_forward_args, torch.arange(1), n),
-        )
-    if isinstance(first, Tensor):
-        check_target(target, first.expand(n, *first.shape[1:]), n)
-    rows = torch.arange(n, device=inputs[0].device)
-    return evaluate_rows(
-        forward_func,
-        inputs,
-        rows,
-        rows,
-        n,
-        target,
-        additional_forward_args,
-        internal_batch_size,
-    )
+        for start in range(0, n, size):
+            rows = torch.arange(start, min(start + size, n))
+            out = _run_forward(
+                forward_func,
+                tuple(t[rows.to(t.device)] for t in inputs),
+                None,
+                select_additional_args(additional_forward_args, rows, n),
+            )
+            outputs.append(torch.as_tensor(out))
+    output = torch.cat(outputs) if outputs[0].dim() > 0 else outputs[0]
+    if output.dim() == 0 or output.shape[0] != n:
+        return _forward_scalars(
+            forward_func, inputs, target, additional_forward_args
+        ).detach()
+    check_target(target, output, n)
+    selected = _select_targets(output, target)
+    return selected.reshape(n, -1).sum(1)
 
 
 def path_gradient_sums(

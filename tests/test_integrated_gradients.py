@@ -175,12 +175,12 @@ def test_adaptive_reruns_only_unconverged_examples():
         model, x, b, target=0, rtol=1e-3, atol=1e-9, initial_n_steps=2
     )
     assert result.n_steps[2:].tolist() == [2, 2]
-    # rows: f(x) (one probe row + N) and f(x'), then each pass only its active rows
+    # rows: f(x) and f(x') (N each), then each pass only its active rows
     passes = sum(
         int(sum(2 * 2**k for k in range(int(torch.log2(s / 2)) + 1)))
         for s in result.n_steps.double()
     )
-    assert model.rows == 1 + 4 + 4 + passes
+    assert model.rows == 4 + 4 + passes
     assert bool((result.attributions[0][2:] == 0).all())
 
 
