@@ -23,6 +23,7 @@ from captum.attr._utils.approximation_methods import approximation_parameters
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from ._hooks import eval_mode
 from ._sampling import path_gradient_sums
 from ._validation import check_positive_int
 from .metrics._common import Score, check_score, output_scores, single_input
@@ -247,7 +248,7 @@ def path_outputs(
     b = _expand_baselines(baselines, x)
     n, s = x.shape[0], len(alphas)
     values = torch.empty(n, s, dtype=x.dtype, device=x.device)
-    with torch.no_grad():
+    with torch.no_grad(), eval_mode(forward_func):
         for i, alpha in enumerate(alphas.tolist()):
             values[:, i] = output_scores(
                 forward_func,
@@ -325,17 +326,18 @@ def cumulative_attribution(
     alphas, weights = alphas[order], weights[order]
     n = x.shape[0]
     rows = torch.arange(n).repeat(n_steps)
-    _, totals = path_gradient_sums(
-        forward_func,
-        (x,),
-        (b,),
-        rows,
-        rows,
-        alphas.repeat_interleave(n),
-        weights.repeat_interleave(n),
-        target=target,
-        additional_forward_args=additional_forward_args,
-    )
+    with eval_mode(forward_func):
+        _, totals = path_gradient_sums(
+            forward_func,
+            (x,),
+            (b,),
+            rows,
+            rows,
+            alphas.repeat_interleave(n),
+            weights.repeat_interleave(n),
+            target=target,
+            additional_forward_args=additional_forward_args,
+        )
     terms = totals.to(torch.float64).reshape(n_steps, n).T * weights
     ends = path_outputs(
         forward_func,

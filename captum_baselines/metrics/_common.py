@@ -17,6 +17,7 @@ from captum._utils.typing import TargetType
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .._hooks import eval_mode
 from .._sampling import check_target, select_additional_args, select_target
 from .._validation import (
     check_finite,
@@ -258,6 +259,37 @@ def removal_curve(
         internal_batch_size: Rows per forward pass; ``None`` uses the batch size,
             so memory stays that of one forward of ``inputs``.
     """
+    with eval_mode(forward_func):
+        return _removal_curve(
+            forward_func,
+            inputs,
+            replacement,
+            mask_for,
+            removes_nothing,
+            target,
+            additional_forward_args,
+            score,
+            relative,
+            internal_batch_size,
+            progress,
+            desc,
+        )
+
+
+def _removal_curve(
+    forward_func: Callable[..., Any],
+    inputs: Tensor,
+    replacement: Tensor,
+    mask_for: MaskFor,
+    removes_nothing: Tensor,
+    target: TargetType,
+    additional_forward_args: Any,
+    score: Score,
+    relative: bool,
+    internal_batch_size: int | None,
+    progress: bool,
+    desc: str,
+) -> Tensor:
     n = inputs.shape[0]
     chunk = check_optional_positive_int("internal_batch_size", internal_batch_size)
     chunk = chunk or n
