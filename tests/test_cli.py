@@ -32,15 +32,6 @@ FIGURES = (
 SMALL = ["--n-steps", "4", "--n-baselines", "2", "--n-samples", "4", "--no-progress"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Two threads on two shared cores spin-wait: tiny convs get much slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_model() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(

@@ -18,15 +18,6 @@ from tests.helpers import FailingForward, model_unchanged, small_cnn
 RULES = ("trapezoid", "left", "right")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread avoids oversubscribing the shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def smooth_cnn(head: str = "linear", seed: int = 0) -> nn.Sequential:
     """Conv-Tanh-Conv(layer 2)-Softplus-pool-Linear in float64; smooth in x."""
     torch.manual_seed(seed)

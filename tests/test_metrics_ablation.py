@@ -23,15 +23,6 @@ from tests.helpers import FailingForward, model_unchanged, small_cnn
 FRACTIONS = torch.linspace(0, 1, 11, dtype=torch.float64)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Two threads on two shared cores spin-wait: tiny convs get 100x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def linear_model(
     shape: tuple[int, ...], n_out: int = 1, bias: float = 5.0
 ) -> nn.Module:

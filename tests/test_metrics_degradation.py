@@ -17,15 +17,6 @@ from captum_baselines.metrics.degradation import (
 from tests.helpers import FailingForward, model_unchanged, small_cnn
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Two threads on two shared cores spin-wait: tiny convs get 100x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def linear_model(shape: tuple[int, ...], bias: float = 0.0) -> nn.Module:
     torch.manual_seed(2)
     model = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(shape), 1)).double()

@@ -24,15 +24,6 @@ from tests.helpers import FailingForward, model_unchanged, small_cnn
 pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Two threads on two shared cores spin-wait: tiny convs get 100x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def sparse_images(n: int = 3) -> torch.Tensor:
     """MNIST-like: mostly black, a bright stroke."""
     g = torch.Generator().manual_seed(0)

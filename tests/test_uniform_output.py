@@ -12,15 +12,6 @@ from captum_baselines._uniform_output import uniform_output
 from tests.helpers import FailingForward, model_unchanged
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread avoids oversubscribing the shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def digits_classifier() -> nn.Module:
     """An MLP trained on scikit-learn's 8x8 digits (pixels in [0, 1])."""

@@ -31,11 +31,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already")
 
 @pytest.fixture(autouse=True)
 def _close_figures():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     yield
     plt.close("all")
-    torch.set_num_threads(threads)
 
 
 def linear_model(n_in: int = 2 * 3 * 3) -> nn.Module:
