@@ -259,43 +259,13 @@ def removal_curve(
         internal_batch_size: Rows per forward pass; ``None`` uses the batch size,
             so memory stays that of one forward of ``inputs``.
     """
-    with eval_mode(forward_func):
-        return _removal_curve(
-            forward_func,
-            inputs,
-            replacement,
-            mask_for,
-            removes_nothing,
-            target,
-            additional_forward_args,
-            score,
-            relative,
-            internal_batch_size,
-            progress,
-            desc,
-        )
-
-
-def _removal_curve(
-    forward_func: Callable[..., Any],
-    inputs: Tensor,
-    replacement: Tensor,
-    mask_for: MaskFor,
-    removes_nothing: Tensor,
-    target: TargetType,
-    additional_forward_args: Any,
-    score: Score,
-    relative: bool,
-    internal_batch_size: int | None,
-    progress: bool,
-    desc: str,
-) -> Tensor:
     n = inputs.shape[0]
     chunk = check_optional_positive_int("internal_batch_size", internal_batch_size)
     chunk = chunk or n
-    reference = reference_scores(
-        forward_func, inputs, target, additional_forward_args, score, chunk
-    )
+    with eval_mode(forward_func):
+        reference = reference_scores(
+            forward_func, inputs, target, additional_forward_args, score, chunk
+        )
     n_steps = removes_nothing.numel()
     curve = reference[:, None].repeat(1, n_steps)
     steps = torch.nonzero(~removes_nothing.cpu()).flatten()
@@ -305,6 +275,7 @@ def _removal_curve(
     fill = channel_view(replacement)
     with (
         torch.no_grad(),
+        eval_mode(forward_func),
         tqdm(total=len(examples), disable=not progress, desc=desc) as bar,
     ):
         for start in range(0, len(examples), chunk):
