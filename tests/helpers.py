@@ -108,3 +108,18 @@ def small_cnn(in_channels: int = 3, n_classes: int = 4, seed: int = 0) -> nn.Mod
         nn.Linear(32, n_classes),
     )
     return model.eval()
+
+
+def randomise_batchnorms(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Gives every BatchNorm non-trivial statistics and affine parameters, so that
+    folding it into the preceding layer is actually exercised."""
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            n = module.num_features
+            with torch.no_grad():
+                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.3)
+                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.weight.copy_(torch.randn(n, generator=generator))
+                module.bias.copy_(torch.randn(n, generator=generator) * 0.2)
+    return model

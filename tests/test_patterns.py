@@ -25,22 +25,14 @@ from captum_baselines.attr.patterns import (
     fit_patterns,
     layer_statistics,
 )
-from tests.helpers import FailingForward, model_unchanged, small_cnn
+from tests.helpers import (
+    FailingForward,
+    model_unchanged,
+    randomise_batchnorms,
+    small_cnn,
+)
 
 torch.set_flush_denormal(True)
-
-
-def _randomise_batchnorms(model: nn.Module, seed: int = 0) -> nn.Module:
-    generator = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            n = module.num_features
-            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.3)
-            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-            with torch.no_grad():
-                module.weight.copy_(torch.randn(n, generator=generator))
-                module.bias.copy_(torch.randn(n, generator=generator) * 0.2)
-    return model
 
 
 # ---------------------------------------------------------------- statistics
@@ -137,7 +129,7 @@ def test_pattern_formula_on_a_linear_layer():
 
 def test_statistics_merge_like_one_pass():
     torch.manual_seed(4)
-    model = _randomise_batchnorms(small_cnn().double())
+    model = randomise_batchnorms(small_cnn().double())
     data = torch.randn(12, 3, 8, 8, dtype=torch.float64)
     whole = accumulate_statistics(model, data, progress=False)
     halves = accumulate_statistics(model, data[:5], progress=False).merge(
@@ -173,7 +165,7 @@ def _assert_normalised(model: nn.Module, patterns: Patterns, roles=None) -> None
 
 
 def test_w_dot_a_is_one_for_every_live_unit_with_batchnorm_folded():
-    model = _randomise_batchnorms(small_cnn().double())
+    model = randomise_batchnorms(small_cnn().double())
     data = torch.randn(32, 3, 8, 8, dtype=torch.float64)
     patterns = fit_patterns(model, data, progress=False, batch_size=10)
     roles = trace_layer_roles(model, data[:1], list(patterns))
@@ -207,7 +199,7 @@ def test_tiny_denominator_warns():
 
 def test_batching_and_data_forms_give_the_same_patterns():
     torch.manual_seed(7)
-    model = _randomise_batchnorms(small_cnn().double())
+    model = randomise_batchnorms(small_cnn().double())
     x = torch.randn(20, 3, 8, 8, dtype=torch.float64)
     labels = torch.zeros(20, dtype=torch.long)
     reference = fit_patterns(model, x, progress=False, batch_size=20)
@@ -219,7 +211,7 @@ def test_batching_and_data_forms_give_the_same_patterns():
 
 
 def test_in_place_relu_does_not_corrupt_statistics():
-    model = _randomise_batchnorms(small_cnn().double())
+    model = randomise_batchnorms(small_cnn().double())
     out_of_place = copy.deepcopy(model)
     out_of_place[2] = nn.ReLU(inplace=False)
     x = torch.randn(16, 3, 8, 8, dtype=torch.float64)
@@ -230,7 +222,7 @@ def test_in_place_relu_does_not_corrupt_statistics():
 
 
 def test_batchnorm_folding_equals_an_explicitly_folded_model():
-    model = _randomise_batchnorms(small_cnn().double())
+    model = randomise_batchnorms(small_cnn().double())
     folded = copy.deepcopy(model)
     bn = model[1]
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
@@ -247,7 +239,7 @@ def test_batchnorm_folding_equals_an_explicitly_folded_model():
 
 
 def test_folded_batchnorm_context_keeps_the_function_and_is_reversible():
-    model = _randomise_batchnorms(small_cnn().double())
+    model = randomise_batchnorms(small_cnn().double())
     x = torch.randn(4, 3, 8, 8, dtype=torch.float64)
     roles = {"0": LayerRole(batchnorm="1", feeds_relu=True)}
     expected = model(x)

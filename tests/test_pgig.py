@@ -15,7 +15,12 @@ from captum_baselines.attr.pgig import (
     PatternAttribution,
     PatternGuidedIntegratedGradients,
 )
-from tests.helpers import FailingForward, model_unchanged, small_cnn
+from tests.helpers import (
+    FailingForward,
+    model_unchanged,
+    randomise_batchnorms,
+    small_cnn,
+)
 
 torch.set_flush_denormal(True)
 
@@ -42,19 +47,6 @@ def _ones(model: nn.Module) -> Patterns:
     )
 
 
-def _randomise_batchnorms(model: nn.Module, seed: int = 0) -> nn.Module:
-    generator = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            n = module.num_features
-            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.3)
-            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-            with torch.no_grad():
-                module.weight.copy_(torch.randn(n, generator=generator))
-                module.bias.copy_(torch.randn(n, generator=generator) * 0.2)
-    return model
-
-
 # ------------------------------------------------ all patterns ones: Captum IG
 
 
@@ -63,7 +55,7 @@ def _randomise_batchnorms(model: nn.Module, seed: int = 0) -> nn.Module:
     [("gausslegendre", 8, None), ("riemann_trapezoid", 5, 3), ("riemann_left", 4, 7)],
 )
 def test_pgig_with_ones_equals_captum_ig_exactly(method, n_steps, internal_batch_size):
-    model = _randomise_batchnorms(small_cnn())
+    model = randomise_batchnorms(small_cnn())
     x = torch.randn(3, 3, 8, 8)
     baselines = torch.rand(3, 3, 8, 8)
     target = torch.tensor([0, 2, 3])
@@ -170,7 +162,7 @@ def _vgg_like() -> nn.Sequential:
         nn.ReLU(inplace=True),
         nn.Linear(10, 4),
     ).double()
-    return _randomise_batchnorms(model).eval()
+    return randomise_batchnorms(model).eval()
 
 
 def _vgg_oracle(model: nn.Sequential, patterns, x, target):
@@ -259,7 +251,7 @@ def _residual_oracle(model: _ResidualNet, patterns, x, target):
 
 def test_pattern_attribution_matches_piecewise_linear_oracle_residual():
     torch.manual_seed(2)
-    model = _randomise_batchnorms(_ResidualNet().double()).eval()
+    model = randomise_batchnorms(_ResidualNet().double()).eval()
     patterns = _random_patterns(model, seed=3)
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
     target = torch.tensor([2, 0])
@@ -355,7 +347,7 @@ def test_stress_test_of_section_3():
 def test_torchvision_networks_fit_attribute_and_stay_unchanged(name):
     torch.manual_seed(0)
     model = getattr(torchvision.models, name)(weights=None, num_classes=10).eval()
-    _randomise_batchnorms(model)
+    randomise_batchnorms(model)
     data = torch.randn(6, 3, 32, 32)
     x = torch.randn(2, 3, 32, 32)
     layers = None

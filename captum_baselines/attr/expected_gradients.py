@@ -230,13 +230,9 @@ class ExpectedGradients(GradientAttribution):
             >>> eg.last_standard_error  # one value per image
         """
         is_inputs_tuple = _is_tuple(inputs)
-        inputs_tuple = check_inputs("inputs", _format_tensor_into_tuples(inputs))
-        n_samples = check_positive_int("n_samples", n_samples)
-        internal_batch_size = check_optional_positive_int(
-            "internal_batch_size", internal_batch_size
+        inputs_tuple, n_samples, internal_batch_size = _checked_arguments(
+            inputs, n_samples, internal_batch_size, generator
         )
-        check_generator("generator", generator)
-        inputs_tuple = tuple(x.detach() for x in inputs_tuple)
 
         with eval_mode(self.forward_func):
             input_outputs = forward_inputs(
@@ -246,13 +242,7 @@ class ExpectedGradients(GradientAttribution):
                 additional_forward_args,
                 internal_batch_size,
             )
-            alphas = stratified_alphas(
-                len(inputs_tuple[0]),
-                n_samples,
-                generator,
-                dtype=inputs_tuple[0].dtype,
-                device=inputs_tuple[0].device,
-            )
+            alphas = _alphas(inputs_tuple, n_samples, generator)
             chunks = reference_chunks(
                 baselines,
                 inputs_tuple,
@@ -291,6 +281,32 @@ class ExpectedGradients(GradientAttribution):
     @property
     def multiplies_by_inputs(self) -> bool:
         return self._multiply_by_inputs
+
+
+def _checked_arguments(
+    inputs: Any,
+    n_samples: Any,
+    internal_batch_size: Any,
+    generator: Any,
+) -> tuple[tuple[Tensor, ...], int, int | None]:
+    """The checked, detached inputs tuple, ``n_samples`` and batch size."""
+    inputs_tuple = check_inputs("inputs", _format_tensor_into_tuples(inputs))
+    n_samples = check_positive_int("n_samples", n_samples)
+    internal_batch_size = check_optional_positive_int(
+        "internal_batch_size", internal_batch_size
+    )
+    check_generator("generator", generator)
+    return tuple(x.detach() for x in inputs_tuple), n_samples, internal_batch_size
+
+
+def _alphas(
+    inputs: tuple[Tensor, ...], n_samples: int, generator: torch.Generator | None
+) -> Tensor:
+    """One stratified alpha per (example, draw), on the inputs' device and dtype."""
+    x = inputs[0]
+    return stratified_alphas(
+        len(x), n_samples, generator, dtype=x.dtype, device=x.device
+    )
 
 
 def standard_error(sample_totals: Tensor) -> Tensor:
@@ -668,14 +684,10 @@ def expected_gradients_and_smoothgrad(
         ...     model, images, sigma=0.3, target=labels, n_samples=100)
     """
     is_inputs_tuple = _is_tuple(inputs)
-    inputs_tuple = check_inputs("inputs", _format_tensor_into_tuples(inputs))
     sigma = check_nonnegative("sigma", sigma)
-    n_samples = check_positive_int("n_samples", n_samples)
-    internal_batch_size = check_optional_positive_int(
-        "internal_batch_size", internal_batch_size
+    inputs_tuple, n_samples, internal_batch_size = _checked_arguments(
+        inputs, n_samples, internal_batch_size, generator
     )
-    check_generator("generator", generator)
-    inputs_tuple = tuple(x.detach() for x in inputs_tuple)
 
     def gaussian_around(x: Any, n_samples: int, generator: Any) -> Any:
         return tuple(
@@ -695,13 +707,7 @@ def expected_gradients_and_smoothgrad(
             additional_forward_args,
             internal_batch_size,
         )
-        alphas = stratified_alphas(
-            len(inputs_tuple[0]),
-            n_samples,
-            generator,
-            dtype=inputs_tuple[0].dtype,
-            device=inputs_tuple[0].device,
-        )
+        alphas = _alphas(inputs_tuple, n_samples, generator)
         estimate = estimate_expected_gradients(
             forward_func,
             inputs_tuple,
