@@ -25,13 +25,8 @@ from captum._utils.typing import TargetType
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from ._engine.path import evaluate_rows, forward_inputs
 from ._hooks import eval_mode
-from ._sampling import (
-    draw_without_replacement,
-    evaluate_rows,
-    forward_inputs,
-    reservoir_sample,
-)
 from ._uniform_output import uniform_output
 from ._validation import (
     ValueRange,
@@ -44,6 +39,7 @@ from ._validation import (
     check_tensor,
     resolve_value_range,
 )
+from .references import draw_without_replacement, reservoir_sample
 
 __all__ = [
     "average_over_baselines",

@@ -23,11 +23,11 @@ from captum.attr._utils.approximation_methods import approximation_parameters
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from ._engine.path import path_gradient_sums
 from ._hooks import eval_mode
-from ._sampling import path_gradient_sums
 from ._validation import check_positive_int
-from .metrics._common import Score, check_score, output_scores, single_input
 from .metrics.ablation import area_under_curve
+from .metrics.removal import Score, check_score, output_scores, single_input
 
 Sign = Literal["absolute", "signed"]
 

@@ -9,7 +9,7 @@ and its estimate from ``k`` draws ``(x'_j, alpha_j)``::
 
     phi_hat_i(x) = 1/k sum_j (x_i - x'_j,i) * df/dx_i(x'_j + alpha_j (x - x'_j))
 
-Each draw is one *row* of :func:`captum_baselines._sampling.path_gradient_sums`,
+Each draw is one *row* of :func:`captum_baselines._engine.path.path_gradient_sums`,
 with weight ``1/k``. Summed over features, each row's term ``T_j`` is an unbiased
 one-point estimate of ``f(x) - f(x'_j)``, so ``sum_i phi_hat_i`` estimates
 ``f(x) - E f(x')`` and its completeness residual over the references actually
@@ -33,15 +33,13 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate
 from tqdm.auto import tqdm
 
-from .._hooks import eval_mode
-from .._sampling import (
-    draw_without_replacement,
+from .._engine.path import (
     evaluate_rows,
     forward_inputs,
     path_gradient_sums,
-    reservoir_sample,
     stratified_alphas,
 )
+from .._hooks import eval_mode
 from .._validation import (
     check_finite,
     check_generator,
@@ -50,6 +48,7 @@ from .._validation import (
     check_optional_positive_int,
     check_positive_int,
 )
+from ..references import draw_without_replacement, reservoir_sample
 
 #: A callable source is called for at most this many draws at a time, so that its
 #: random stream (and hence the result) does not depend on ``internal_batch_size``.

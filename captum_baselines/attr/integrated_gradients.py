@@ -30,8 +30,8 @@ from captum.attr import GradientAttribution
 from captum.log import log_usage
 from torch import Tensor
 
+from .._engine.path import evaluate_rows, forward_inputs, path_gradient_sums
 from .._hooks import eval_mode
-from .._sampling import evaluate_rows, forward_inputs, path_gradient_sums
 from .._validation import (
     check_finite,
     check_inputs,

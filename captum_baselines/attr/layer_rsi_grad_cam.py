@@ -35,13 +35,13 @@ from torch import Tensor
 from torch.nn import Module
 from tqdm.auto import tqdm
 
-from .._hooks import eval_mode
-from .._sampling import (
+from .._engine.path import forward_inputs
+from .._engine.targets import (
     check_target,
-    forward_inputs,
     select_additional_args,
     select_target,
 )
+from .._hooks import eval_mode
 from .._validation import (
     check_finite,
     check_inputs,

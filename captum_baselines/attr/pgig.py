@@ -27,8 +27,8 @@ from captum.attr._utils.attribution import GradientAttribution
 from captum.log import log_usage
 from torch import Tensor, nn
 
+from .._engine.targets import check_target
 from .._hooks import eval_mode
-from .._sampling import check_target
 from .._validation import check_inputs, check_positive_int
 from .pattern_backward import PatternedWeights, pattern_backward
 from .patterns import Patterns

@@ -28,7 +28,7 @@ from captum._utils.typing import TargetType
 from torch import Tensor
 
 from .._validation import check_generator, check_nonnegative
-from ._common import (
+from .removal import (
     Fill,
     Score,
     check_fractions,

@@ -35,11 +35,11 @@ from captum._utils.typing import TargetType
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .._sampling import select_target
+from .._engine.targets import select_target
 from .._validation import check_generator, check_optional_positive_int, check_tensor
-from ._common import Fill, Score, check_fractions, single_input
 from .ablation import ablation_curve, area_under_curve, random_attributions
 from .degradation import degradation_curve
+from .removal import Fill, Score, check_fractions, single_input
 
 AttributionFn = Callable[[Tensor, TargetType], Any]
 

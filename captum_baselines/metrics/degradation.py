@@ -22,7 +22,7 @@ from captum._utils.typing import TargetType
 from torch import Tensor
 
 from .._validation import check_nonnegative, check_positive_int
-from ._common import (
+from .removal import (
     Fill,
     Score,
     check_score,

@@ -17,8 +17,8 @@ from captum._utils.typing import TargetType
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .._engine.targets import check_target, select_additional_args, select_target
 from .._hooks import eval_mode
-from .._sampling import check_target, select_additional_args, select_target
 from .._validation import (
     check_finite,
     check_inputs,

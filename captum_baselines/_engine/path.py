@@ -14,7 +14,7 @@ gradients back onto their examples.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -22,32 +22,8 @@ from captum._utils.common import _run_forward, _select_targets
 from captum._utils.gradient import compute_gradients
 from torch import Tensor
 
-from ._validation import check_positive_int
-
-
-def draw_without_replacement(
-    population: int,
-    n_examples: int,
-    n_samples: int,
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-) -> Tensor:
-    """Draws ``(n_examples, n_samples)`` indices into ``range(population)``.
-
-    Each row repeats no index when ``n_samples <= population``; beyond that every
-    index is used ``n_samples // population`` times before any is used once more.
-    """
-    check_positive_int("population", population)
-    rows = []
-    for _ in range(n_examples):
-        chunks = []
-        remaining = n_samples
-        while remaining > 0:
-            perm = torch.randperm(population, generator=generator)
-            chunks.append(perm[:remaining])
-            remaining -= len(chunks[-1])
-        rows.append(torch.cat(chunks))
-    return torch.stack(rows).to(device)
+from .._validation import check_positive_int
+from .targets import check_target, select_additional_args, select_target
 
 
 def stratified_alphas(
@@ -67,88 +43,6 @@ def stratified_alphas(
     jitter = torch.rand(n_examples, n_samples, generator=generator, dtype=torch.float64)
     alphas = (strata.to(torch.float64) + jitter) / n_samples
     return alphas.to(device=device, dtype=dtype)
-
-
-def select_target(target: Any, rows: Tensor) -> Any:
-    """The target of each row, given a target in any of Captum's forms."""
-    if target is None or isinstance(target, (int, tuple)):
-        return target
-    if isinstance(target, Tensor):
-        if target.numel() == 1:
-            return int(target.item())
-        return target[rows.to(target.device)]
-    if isinstance(target, list):
-        return [target[i] for i in rows.tolist()]
-    raise TypeError(
-        "`target` must be None, an int, a tuple, a tensor or a list, "
-        f"got {type(target).__name__}"
-    )
-
-
-def select_additional_args(args: Any, rows: Tensor, n_examples: int) -> Any:
-    """Per-example tensors of ``additional_forward_args`` taken at ``rows``.
-
-    Like Captum, a tensor whose first dimension is the batch size is treated as
-    per-example; anything else is passed to every row unchanged.
-    """
-    if args is None:
-        return None
-    as_tuple = args if isinstance(args, tuple) else (args,)
-    selected = tuple(
-        a[rows.to(a.device)]
-        if isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == n_examples
-        else a
-        for a in as_tuple
-    )
-    return selected
-
-
-def check_target(target: Any, output: Tensor, n_examples: int) -> None:
-    """Raises a clear error for targets that do not index ``output``."""
-    if target is None:
-        return
-    if output.dim() < 2:
-        raise ValueError(
-            "`target` was given but the model returns one value per example "
-            f"(output shape {tuple(output.shape)}); pass target=None"
-        )
-    if isinstance(target, tuple):
-        index = target
-        if len(index) != output.dim() - 1 or any(
-            not -s <= i < s for i, s in zip(index, output.shape[1:])
-        ):
-            raise ValueError(
-                f"`target` {target} does not index an output of shape "
-                f"{tuple(output.shape)}"
-            )
-        return
-    n_outputs = output.shape[1]
-    if isinstance(target, int):
-        values = [target]
-    elif isinstance(target, Tensor):
-        if target.numel() not in (1, n_examples):
-            raise ValueError(
-                f"`target` tensor must hold 1 or {n_examples} (batch size) values, "
-                f"got {target.numel()}"
-            )
-        values = target.reshape(-1).tolist()
-    elif isinstance(target, list):
-        if len(target) != n_examples:
-            raise ValueError(
-                f"`target` list must have one entry per example ({n_examples}), "
-                f"got {len(target)}"
-            )
-        values = [t for t in target if isinstance(t, int)]
-    else:
-        raise TypeError(
-            "`target` must be None, an int, a tuple, a tensor or a list, "
-            f"got {type(target).__name__}"
-        )
-    bad = [v for v in values if not -n_outputs <= int(v) < n_outputs]
-    if bad:
-        raise ValueError(
-            f"`target` {bad[0]} is out of range for a model with {n_outputs} outputs"
-        )
 
 
 def _forward_scalars(
@@ -298,39 +192,3 @@ def _column(values: Tensor, like: Tensor) -> Tensor:
     return values.to(device=like.device, dtype=like.dtype).reshape(
         -1, *([1] * (like.dim() - 1))
     )
-
-
-def reservoir_sample(
-    batches: Iterable[tuple[Tensor, ...]],
-    capacity: int,
-    generator: torch.Generator | None = None,
-) -> tuple[Tensor, ...]:
-    """A uniform random subset of at most ``capacity`` examples from a stream.
-
-    ``batches`` yields tuples of tensors sharing their first (example) dimension;
-    the examples kept are those with the ``capacity`` smallest random keys, which
-    is a uniform draw without replacement, in random order. Memory stays within a
-    few times ``capacity`` examples whatever the length of the stream.
-    """
-    kept: list[tuple[Tensor, ...]] = []
-    keys: list[Tensor] = []
-    held = 0
-    for batch in batches:
-        kept.append(batch)
-        keys.append(torch.rand(batch[0].shape[0], generator=generator))
-        held += batch[0].shape[0]
-        if held > 4 * max(capacity, 64):
-            best, best_keys = _smallest_keys(kept, keys, capacity)
-            kept, keys, held = [best], [best_keys], len(best_keys)
-    if held == 0:
-        return ()
-    return _smallest_keys(kept, keys, capacity)[0]
-
-
-def _smallest_keys(
-    kept: list[tuple[Tensor, ...]], keys: list[Tensor], capacity: int
-) -> tuple[tuple[Tensor, ...], Tensor]:
-    all_keys = torch.cat(keys)
-    best = torch.argsort(all_keys)[:capacity]
-    columns = tuple(torch.cat(column) for column in zip(*kept))
-    return tuple(c[best.to(c.device)] for c in columns), all_keys[best]

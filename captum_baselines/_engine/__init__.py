@@ -1,0 +1,1 @@
+"""The path engine shared by every path method, metric and plot."""
