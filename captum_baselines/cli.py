@@ -230,7 +230,7 @@ def pattern_guided_integrated_gradients(
     from .attr.pgig import PatternGuidedIntegratedGradients
     from .baselines import black
 
-    patterns = fit_patterns(problem.model, problem.reference_data, progress=False)
+    patterns = fit_patterns(problem.model, problem.reference_data, show_progress=False)
     pgig = PatternGuidedIntegratedGradients(problem.model, patterns)
 
     def method(x: Tensor, target: Any) -> Any:
