@@ -831,9 +831,9 @@ def _collective(what: str, rank: int, call: Any) -> None:
         call()
     except Exception as error:
         raise RuntimeError(
-            f"fit_patterns on rank {rank}: {what} across ranks failed; another "
-            "rank probably died or is not calling fit_patterns (the wait ends "
-            f"with the process group's timeout): {error}"
+            f"fit_patterns on rank {rank}: {what} failed; another rank probably "
+            "died or is not calling fit_patterns (a rank that is alive but absent "
+            f"ends the wait at the process group's timeout): {error}"
         ) from error
 
 
@@ -864,7 +864,9 @@ def _agree_across_ranks(
         [float(error is not None), shapes], dtype=torch.float64, device=device
     )
     everyone = [torch.zeros_like(mine) for _ in range(world)]
-    _collective("checking", rank, lambda: dist.all_gather(everyone, mine))
+    _collective(
+        "exchanging each rank's status", rank, lambda: dist.all_gather(everyone, mine)
+    )
     failed = [r for r, status in enumerate(everyone) if status[0] > 0]
     if error is not None:
         raise error
@@ -887,7 +889,9 @@ def _all_reduced(
     """The sum of every rank's statistics, centred on rank 0's centers."""
     device = _collective_device()
     centers = torch.cat([s.center for s in statistics.values()]).to(device)
-    _collective("broadcasting the centers", rank, lambda: dist.broadcast(centers, 0))
+    _collective(
+        "broadcasting rank 0's centers", rank, lambda: dist.broadcast(centers, 0)
+    )
     reduced = {}
     offset = 0
     for name, stats in statistics.items():
