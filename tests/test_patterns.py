@@ -472,3 +472,26 @@ def test_the_pgig_papers_printed_eq2_leaks_a_distractor_of_nonzero_mean():
     pgig = PatternGuidedIntegratedGradients(model, patterns)
     attribution = pgig.attribute(x, target=0, n_steps=32)
     assert 0.05 < attribution[:, 1].abs().mean() < 0.2
+
+
+def test_batches_of_different_sizes_accumulate_like_merged_statistics():
+    """Small batches are pooled before their products; a change of image size
+    flushes the pool.  Either way the sums are those of the batches merged."""
+    model = randomise_batchnorms(small_cnn().double())
+    generator = torch.Generator().manual_seed(9)
+    batches = [
+        torch.randn(3, 3, 8, 8, generator=generator, dtype=torch.float64),
+        torch.randn(2, 3, 8, 8, generator=generator, dtype=torch.float64),
+        torch.randn(4, 3, 10, 10, generator=generator, dtype=torch.float64),
+        torch.randn(2, 3, 8, 8, generator=generator, dtype=torch.float64),
+    ]
+    pooled = accumulate_statistics(model, batches, show_progress=False)
+    separate = [accumulate_statistics(model, [b], show_progress=False) for b in batches]
+    merged = separate[0]
+    for other in separate[1:]:
+        merged = merged.merge(other)
+    for name in pooled:
+        a, b = _uncentered(pooled[name]), _uncentered(merged[name])
+        for field in ("count", "count_regime", "sum_output", "sum_input"):
+            torch.testing.assert_close(getattr(a, field), getattr(b, field))
+        torch.testing.assert_close(a.sum_input_output, b.sum_input_output)

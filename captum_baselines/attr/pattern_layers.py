@@ -336,6 +336,35 @@ def input_gradient(
 UNFOLD_MAX_POSITIONS = 64
 #: Bytes of unfolded patches per chunk of examples on that path.
 UNFOLD_CHUNK_BYTES = 64 * 2**20
+#: Elements per temporary when products are added into an accumulator: small
+#: enough (2 MiB in float64) for the allocator to reuse the memory, where a
+#: weight-sized temporary would map fresh pages, and fault on them, every batch.
+ADD_CHUNK = 2**18
+
+
+class Workspace:
+    """Memory reused across layers and batches for per-batch temporaries.
+
+    A fresh activation- or weight-sized tensor per layer and batch is mapped and
+    faulted in anew each time (large allocations bypass the allocator's free
+    lists); one buffer per purpose, grown to the largest request, is not.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, Tensor] = {}
+
+    def empty(self, purpose: str, shape: Sequence[int], like: Tensor) -> Tensor:
+        """An uninitialized tensor of ``shape``, ``like``'s dtype and device."""
+        numel = _numel(shape)
+        buffer = self._buffers.get(purpose)
+        if (
+            buffer is None
+            or buffer.numel() < numel
+            or buffer.dtype != like.dtype
+            or buffer.device != like.device
+        ):
+            buffer = self._buffers[purpose] = like.new_empty(numel)
+        return buffer[:numel].view(tuple(shape))
 
 
 def weight_products(
@@ -343,6 +372,8 @@ def weight_products(
     layer_input: Tensor,
     signal: Tensor,
     padding: Padding | None = None,
+    out: Tensor | None = None,
+    workspace: Workspace | None = None,
 ) -> Tensor:
     """``sum_samples signal_o x^T`` for every channel ``o`` of ``signal``.
 
@@ -354,10 +385,17 @@ def weight_products(
     weight gradient of a layer with that many outputs.  A conv's patches are
     unfolded only where they are small (at most :data:`UNFOLD_MAX_POSITIONS`
     output positions, in chunks of :data:`UNFOLD_CHUNK_BYTES`).
+
+    Args:
+        out: If given, a contiguous tensor of the result's shape (e.g. a float64
+            accumulator) that the products are added to, a few rows at a time.
+        workspace: Where the products are computed before being added to ``out``.
     """
     if isinstance(module, nn.Linear):
         rows = signal.reshape(-1, signal.shape[-1])
-        return rows.T @ layer_input.reshape(-1, layer_input.shape[-1])
+        x = layer_input.reshape(-1, layer_input.shape[-1])
+        shape = (rows.shape[1], x.shape[1])
+        return _added(torch.mm(rows.T, x, out=_scratch(workspace, shape, x)), out)
     assert isinstance(module, nn.modules.conv._ConvNd)
     padding = declared_padding(module) if padding is None else padding
     if is_symmetric(padding):
@@ -371,16 +409,42 @@ def weight_products(
         and module.groups == 1
         and positions <= UNFOLD_MAX_POSITIONS
     ):
-        return _unfolded_products(module, x, signal, symmetric, weight_shape)
-    return _CONV_WEIGHT_GRADIENT[len(module.kernel_size)](
-        x,
-        weight_shape,
-        signal,
-        stride=module.stride,
-        padding=symmetric,
-        dilation=module.dilation,
-        groups=module.groups,
-    )
+        products = _unfolded_products(
+            module, x, signal, symmetric, weight_shape, workspace
+        )
+    else:
+        products = _CONV_WEIGHT_GRADIENT[len(module.kernel_size)](
+            x,
+            weight_shape,
+            signal,
+            stride=module.stride,
+            padding=symmetric,
+            dilation=module.dilation,
+            groups=module.groups,
+        )
+    return _added(products, out)
+
+
+def _scratch(workspace: Workspace | None, shape: Sequence[int], like: Tensor) -> Tensor:
+    if workspace is None:
+        return like.new_empty(tuple(shape))
+    return workspace.empty("products", shape, like)
+
+
+def _added(products: Tensor, out: Tensor | None) -> Tensor:
+    """``out += products`` a few rows at a time (``products`` if ``out`` is None).
+
+    Rows at a time: a dtype-converting add makes a temporary copy, and a
+    weight-sized one would be faulted in anew every batch.
+    """
+    if out is None:
+        return products
+    rows = out.view(products.shape[0], -1)
+    products = products.reshape(rows.shape)
+    step = max(1, ADD_CHUNK // rows.shape[1])
+    for start in range(0, rows.shape[0], step):
+        rows[start : start + step].add_(products[start : start + step])
+    return out
 
 
 def _unfolded_products(
@@ -389,12 +453,13 @@ def _unfolded_products(
     signal: Tensor,
     padding: Sequence[int],
     weight_shape: tuple[int, ...],
+    workspace: Workspace | None,
 ) -> Tensor:
     """The weight products of an ungrouped 2-D conv as matrix products of patches."""
     channels, patch = signal.shape[1], _numel(weight_shape[1:])
     positions = signal[0, 0].numel()
     chunk = max(1, UNFOLD_CHUNK_BYTES // (patch * positions * x.element_size()))
-    total = signal.new_zeros((channels, patch))
+    total = _scratch(workspace, (channels, patch), signal).zero_()
     for start in range(0, x.shape[0], chunk):
         patches = F.unfold(
             x[start : start + chunk],
@@ -408,7 +473,7 @@ def _unfolded_products(
             rows.transpose(0, 1).reshape(channels, -1),
             patches.transpose(0, 1).reshape(patch, -1).T,
         )
-    return total.reshape(weight_shape)
+    return total.view(weight_shape)
 
 
 def _numel(shape: Sequence[int]) -> int:
@@ -427,6 +492,7 @@ __all__ = [
     "PATTERNED_LAYER_TYPES",
     "ConvPaddings",
     "Padding",
+    "Workspace",
     "apply_batchnorm",
     "batchnorm_scale",
     "check_patterned_layer",

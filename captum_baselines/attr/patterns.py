@@ -67,6 +67,7 @@ from .pattern_layers import (
     PATTERNED_LAYER_TYPES,
     ConvPaddings,
     Padding,
+    Workspace,
     apply_batchnorm,
     check_patterned_layer,
     effective_weight,
@@ -81,6 +82,10 @@ _ESTIMATORS = ("auto", "linear", "positive")
 _OUTPUT_MEANS = ("regime", "all")
 _FORMAT = "captum_baselines.Patterns"
 _VERSION = 1
+
+#: Batches with fewer samples (examples times output positions) than this are
+#: pooled before their weight-gradient product: see :meth:`LayerSums._defer`.
+PRODUCT_MIN_SAMPLES = 1024
 
 #: ``|w_j^T cov_j| <= TINY * |w_j| |cov_j|`` triggers a warning: the pattern of such
 #: a unit is dominated by rounding.
@@ -160,11 +165,6 @@ class LayerStatistics:
                 "cannot merge statistics of different estimators, gates or "
                 f"foldings: {mine} and {theirs}"
             )
-
-    def _add_(self, other: LayerStatistics) -> None:
-        """Adds the sums of ``other`` (same center) in place, in float64."""
-        for name in _SUMS:
-            getattr(self, name).add_(getattr(other, name))
 
     def _tensors(self) -> list[Tensor]:
         return [getattr(self, f) for f in _SUMS]
@@ -248,95 +248,184 @@ def layer_statistics(
             batch's mean over the regime).
         batchnorm: Recorded in the result.
     """
-    sums = _batch_sums(
-        module,
-        layer_input,
-        layer_output,
-        estimator,
-        gate,
-        padding,
-        center,
-        batchnorm,
-    )
-    return replace(sums, **{f: getattr(sums, f).double() for f in _SUMS})
+    sums = LayerSums(module, estimator, gate, batchnorm, center)
+    sums.add(layer_input, layer_output, padding)
+    return sums.statistics()
 
 
-def _batch_sums(
-    module: nn.Module,
-    layer_input: Tensor,
-    layer_output: Tensor,
-    estimator: Estimator,
-    gate: Gate | None,
-    padding: Padding | None,
-    center: Tensor | None,
-    batchnorm: str | None,
-) -> LayerStatistics:
-    """One batch's sums; the weight-shaped ones in the model's precision.
+class LayerSums:
+    """Accumulates one layer's statistics over batches, in float64.
 
-    Every weight-shaped sum comes from one weight-gradient product of the
-    layer's input with a *signal* that stacks, per channel group, the centred
-    outputs masked to the regime and then the masks (positive estimator), or
-    the centred outputs and one channel of ones (linear).  The per-unit sums
-    of the signal (sums over positions in the model's precision, exact for the
-    masks, then over examples in float64) give the rest.
+    Every weight-shaped sum of a batch comes from one weight-gradient product of
+    the layer's input with a *signal* that stacks, per channel group, the
+    centred outputs masked to the regime and then the masks (positive
+    estimator), or the centred outputs and one channel of ones (linear); it is
+    taken in the model's precision and added to one float64 accumulator in that
+    stacked layout.  The per-unit sums of the signal (over positions in the
+    model's precision, exact for the masks, then over examples in float64) give
+    the rest.  The center is each unit's mean over its regime in the first batch
+    unless given.
+
+    Args:
+        module: The layer.
+        estimator: ``"positive"`` or ``"linear"``.
+        gate: The positive estimator's regime (default the ReLU's).
+        batchnorm: Name of the folded BatchNorm, recorded in the statistics.
+        center: The per-unit ``c`` (default: from the first batch).
+        workspace: Reusable memory for the per-batch signal.
     """
-    x = layer_input.detach()
-    y = layer_output.detach()
-    if isinstance(module, nn.Linear):  # rows of samples, channels second
-        x = x.reshape(-1, x.shape[-1])
-        y = y.reshape(-1, y.shape[-1])
-    groups = layer_groups(module)
-    n, units, spatial = y.shape[0], y.shape[1], tuple(y.shape[2:])
-    per_group = units // groups
-    samples = n * _numel(spatial)
-    gate = None if estimator == "linear" else (gate or RELU)
-    extra = 1 if gate is None else per_group
-    signal = y.new_empty((n, groups, per_group + extra, *spatial))
-    outputs, masks = signal[:, :, :per_group], signal[:, :, per_group:]
-    y = y.reshape(n, groups, per_group, *spatial)
-    if gate is None:
-        masks.fill_(1)
-    elif gate.upper == math.inf:
-        torch.gt(y, gate.lower, out=masks)
-    else:
-        masks.copy_(gate.regime(y))
-    if center is None:  # the first batch: each unit's mean over its regime
-        torch.mul(y, masks, out=outputs)
-        regime_sums = _unit_sums(signal)
-        counts = regime_sums[:, per_group:]
-        center = torch.where(
-            counts > 0, regime_sums[:, :per_group] / counts.clamp_min(1), 0.0
-        ).flatten()
-    shift = center.to(y.dtype)
-    torch.sub(y, shift.reshape(groups, per_group, *([1] * len(spatial))), out=outputs)
-    sum_output = _unit_sums(outputs).flatten()
-    if gate is None:
-        count_regime = torch.full_like(sum_output, samples)
-        sum_output_regime = sum_output.clone()  # accumulated separately
-    else:
-        outputs.mul_(masks)
-        regime_sums = _unit_sums(signal)
-        sum_output_regime = regime_sums[:, :per_group].flatten()
-        count_regime = regime_sums[:, per_group:].flatten()
-    products = weight_products(
-        module, x.to(signal.dtype), signal.flatten(1, 2), padding
-    ).unflatten(0, (groups, per_group + extra))
-    sum_input_output = products[:, :per_group].flatten(0, 1)
-    sum_input = products[:, per_group:].flatten(0, 1)
-    if gate is None and groups > 1:
-        sum_input = sum_input.repeat_interleave(per_group, dim=0)
-    return LayerStatistics(
-        estimator=estimator,
-        count=torch.tensor(float(samples), dtype=torch.float64, device=y.device),
-        count_regime=count_regime,
-        center=shift.double(),
-        sum_output=sum_output,
-        sum_output_regime=sum_output_regime,
-        sum_input=sum_input,
-        sum_input_output=sum_input_output,
-        gate=gate,
-        batchnorm=batchnorm,
-    )
+
+    def __init__(
+        self,
+        module: nn.Module,
+        estimator: Estimator,
+        gate: Gate | None = None,
+        batchnorm: str | None = None,
+        center: Tensor | None = None,
+        workspace: Workspace | None = None,
+    ) -> None:
+        self.module = module
+        self.estimator = estimator
+        self.gate = None if estimator == "linear" else (gate or RELU)
+        self.batchnorm = batchnorm
+        self.center = center
+        self.workspace = workspace or Workspace()
+        self.groups = layer_groups(module)
+        self.count = 0.0
+        self.products: Tensor | None = None  # (groups * (units + extra), ...)
+        self.unit_sums: Tensor | None = None  # (groups, units + extra) per group
+        self.output_sums: Tensor | None = None  # (units,) over every sample
+        self._pending: list[tuple[Tensor, Tensor, Padding | None]] = []
+
+    def add(
+        self, layer_input: Tensor, layer_output: Tensor, padding: Padding | None
+    ) -> None:
+        """Adds one batch: the layer's input and (post-BatchNorm) output."""
+        x = layer_input.detach()
+        y = layer_output.detach()
+        if isinstance(self.module, nn.Linear):  # rows of samples, channels second
+            x = x.reshape(-1, x.shape[-1])
+            y = y.reshape(-1, y.shape[-1])
+        groups = self.groups
+        n, units, spatial = y.shape[0], y.shape[1], tuple(y.shape[2:])
+        per_group = units // groups
+        extra = 1 if self.gate is None else per_group
+        signal = self.workspace.empty(
+            "signal", (n, groups, per_group + extra, *spatial), y
+        )
+        outputs, masks = signal[:, :, :per_group], signal[:, :, per_group:]
+        y = y.reshape(n, groups, per_group, *spatial)
+        if self.gate is None:
+            masks.fill_(1)
+        elif self.gate.upper == math.inf:
+            torch.gt(y, self.gate.lower, out=masks)
+        else:
+            masks.copy_(self.gate.regime(y))
+        if self.center is None:  # each unit's mean over its regime in this batch
+            torch.mul(y, masks, out=outputs)
+            sums = _unit_sums(signal)
+            counts = sums[:, per_group:]
+            self.center = torch.where(
+                counts > 0, sums[:, :per_group] / counts.clamp_min(1), 0.0
+            ).flatten()
+        shift = self.center.to(y.dtype)
+        self.center = shift.double()  # the value actually subtracted
+        torch.sub(
+            y, shift.reshape(groups, per_group, *([1] * len(spatial))), out=outputs
+        )
+        output_sums = _unit_sums(outputs).flatten()
+        if self.gate is not None:
+            outputs.mul_(masks)
+        unit_sums = _unit_sums(signal)
+        if self.products is None:
+            weight = layer_weight(self.module)
+            self.products = torch.zeros(
+                (signal.shape[1] * signal.shape[2], *weight.shape[1:]),
+                dtype=torch.float64,
+                device=y.device,
+            )
+            self.unit_sums = torch.zeros_like(unit_sums)
+            self.output_sums = torch.zeros_like(output_sums)
+        assert self.unit_sums is not None and self.output_sums is not None
+        x, signal = x.to(signal.dtype), signal.flatten(1, 2)
+        if self._pending or n * _numel(spatial) < PRODUCT_MIN_SAMPLES:
+            self._defer(x, signal, padding)
+        else:
+            weight_products(
+                self.module,
+                x,
+                signal,
+                padding,
+                out=self.products,
+                workspace=self.workspace,
+            )
+        self.unit_sums += unit_sums
+        self.output_sums += output_sums
+        self.count += n * _numel(spatial)
+
+    def _defer(self, x: Tensor, signal: Tensor, padding: Padding | None) -> None:
+        """Keeps a batch with few samples for one product with the next ones.
+
+        A product of few samples costs little but is added to a weight-sized
+        accumulator (a Linear layer on a batch of 16 adds 16 outer products to
+        every weight); pooling batches up to :data:`PRODUCT_MIN_SAMPLES`
+        amortizes that addition.
+        """
+        pending = self._pending
+        if pending and (
+            pending[0][0].shape[1:] != x.shape[1:] or pending[0][2] != padding
+        ):
+            self._flush()
+        pending.append((x.clone(), signal.clone(), padding))
+        if sum(s.shape[0] * s[0, 0].numel() for _, s, _ in pending) >= (
+            PRODUCT_MIN_SAMPLES
+        ):
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        inputs, signals, paddings = zip(*self._pending)
+        self._pending.clear()
+        weight_products(
+            self.module,
+            torch.cat(inputs),
+            torch.cat(signals),
+            paddings[0],
+            out=self.products,
+            workspace=self.workspace,
+        )
+
+    def statistics(self) -> LayerStatistics:
+        """The statistics of every batch added so far."""
+        if self.products is None or self.center is None:
+            raise ValueError("no batch was added")
+        self._flush()
+        assert self.unit_sums is not None and self.output_sums is not None
+        groups, width = self.unit_sums.shape
+        units = self.output_sums.numel()
+        per_group = units // groups
+        stacked = self.products.unflatten(0, (groups, width))
+        sum_input = stacked[:, per_group:].flatten(0, 1)
+        count = torch.tensor(self.count, dtype=torch.float64, device=stacked.device)
+        if self.gate is None:
+            count_regime = count.expand(units).clone()
+            if groups > 1:
+                sum_input = sum_input.repeat_interleave(per_group, dim=0)
+        else:
+            count_regime = self.unit_sums[:, per_group:].flatten()
+        return LayerStatistics(
+            estimator=self.estimator,
+            count=count,
+            count_regime=count_regime,
+            center=self.center,
+            sum_output=self.output_sums.clone(),
+            sum_output_regime=self.unit_sums[:, :per_group].flatten(),
+            sum_input=sum_input,
+            sum_input_output=stacked[:, :per_group].flatten(0, 1),
+            gate=self.gate,
+            batchnorm=self.batchnorm,
+        )
 
 
 def _unit_sums(grouped: Tensor) -> Tensor:
@@ -606,7 +695,8 @@ def _local_statistics(
         raise ValueError("`data` is empty: it yielded no batch")
     modules = dict(model.named_modules())
     paddings = ConvPaddings()
-    statistics: dict[str, LayerStatistics] = {}
+    workspace = Workspace()
+    sums: dict[str, LayerSums] = {}
 
     def padding_check(name: str) -> Any:
         def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
@@ -614,30 +704,14 @@ def _local_statistics(
 
         return hook
 
-    def statistics_hook(name: str, estimator: Estimator, role: LayerRole) -> Any:
+    def statistics_hook(name: str, sums: LayerSums, role: LayerRole) -> Any:
         batchnorm = None if role.batchnorm is None else modules[role.batchnorm]
 
         def hook(module: nn.Module, inputs: tuple[Any, ...], output: Tensor) -> None:
             layer_input = inputs[0]
             if batchnorm is not None:
                 output = apply_batchnorm(batchnorm, output)
-            total = statistics.get(name)
-            sums = _batch_sums(
-                module,
-                layer_input,
-                output,
-                estimator,
-                role.gate,
-                paddings(name, module, layer_input),
-                None if total is None else total.center,
-                role.batchnorm,
-            )
-            if total is None:
-                statistics[name] = replace(
-                    sums, **{f: getattr(sums, f).double() for f in _SUMS}
-                )
-            else:
-                total._add_(sums)
+            sums.add(layer_input, output, paddings(name, module, layer_input))
 
         return hook
 
@@ -652,8 +726,16 @@ def _local_statistics(
         with torch.no_grad(), registered_hooks() as hooks:
             for name, estimator in estimators.items():
                 role = roles[name]
-                chosen = _choose_estimator(estimator, role)
-                hooks.forward_hook(modules[name], statistics_hook(name, chosen, role))
+                sums[name] = LayerSums(
+                    modules[name],
+                    _choose_estimator(estimator, role),
+                    role.gate,
+                    role.batchnorm,
+                    workspace=workspace,
+                )
+                hooks.forward_hook(
+                    modules[name], statistics_hook(name, sums[name], role)
+                )
             for batch in tqdm(
                 itertools.chain([first], batches),
                 total=_length(data, batch_size),
@@ -661,12 +743,12 @@ def _local_statistics(
                 desc="fit_patterns",
             ):
                 model(batch)
-    missing = [name for name in estimators if name not in statistics]
+    missing = [name for name, layer in sums.items() if layer.products is None]
     if missing:
         raise ValueError(
             f"layers {missing} were never called by the model's forward pass"
         )
-    return PatternStatistics(statistics)
+    return PatternStatistics({name: layer.statistics() for name, layer in sums.items()})
 
 
 def _called_layers(
@@ -918,6 +1000,7 @@ def _all_reduced(
 
 __all__ = [
     "LayerStatistics",
+    "LayerSums",
     "PatternStatistics",
     "Patterns",
     "accumulate_statistics",
