@@ -58,7 +58,7 @@ def _unfold_statistics(conv: nn.Conv2d, x: torch.Tensor, positive: bool):
 
 
 def _uncentered(stats):
-    """The statistics with the outputs not centred, as the oracles sum them."""
+    """The statistics with the outputs not centered, as the oracles sum them."""
     return stats.recentered(torch.zeros_like(stats.center))
 
 
@@ -123,7 +123,7 @@ def test_pattern_formula_on_a_linear_layer(output_mean):
     linear = nn.Linear(4, 3).double()
     x = torch.randn(200, 4, dtype=torch.float64) + 1.0
     with torch.no_grad():
-        linear.bias.copy_(-linear.weight.sum(1))  # y_j centred: both regimes full
+        linear.bias.copy_(-linear.weight.sum(1))  # y_j centered: both regimes full
         y = linear(x)
         assert ((y > 0).sum(0) > 20).all() and ((y <= 0).sum(0) > 20).all()
         stats = layer_statistics(linear, x, y, "positive")
@@ -161,7 +161,7 @@ def test_statistics_merge_like_one_pass():
 # ---------------------------------------------------------------- patterns
 
 
-def _assert_normalised(model: nn.Module, patterns: Patterns, roles=None) -> None:
+def _assert_normalized(model: nn.Module, patterns: Patterns, roles=None) -> None:
     modules = dict(model.named_modules())
     for name, pattern in patterns.items():
         batchnorm = None
@@ -182,7 +182,7 @@ def test_w_dot_a_is_one_for_every_live_unit_with_batchnorm_folded():
     patterns = fit_patterns(model, data, show_progress=False, batch_size=10)
     roles = trace_layer_roles(model, data[:1], list(patterns))
     assert roles["0"].batchnorm == "1"
-    _assert_normalised(model, patterns, roles)
+    _assert_normalized(model, patterns, roles)
 
 
 def test_dead_units_get_zero_patterns():
@@ -194,7 +194,7 @@ def test_dead_units_get_zero_patterns():
     patterns = fit_patterns(model, x, show_progress=False)
     assert torch.equal(patterns["0"][1], torch.zeros(3, dtype=torch.float64))
     assert patterns["0"][0].abs().sum() > 0
-    _assert_normalised(model, patterns)
+    _assert_normalized(model, patterns)
 
 
 def test_tiny_denominator_warns():

@@ -195,7 +195,7 @@ def test_pattern_attribution_through_same_padded_convs_equals_a_hand_computation
     with model_unchanged(model):
         attribution = PatternAttribution(model, patterns).attribute(x, target=target)
 
-    # The pattern backward by hand: the network linearised at x (every gate and
+    # The pattern backward by hand: the network linearized at x (every gate and
     # the BatchNorm's scale fixed), weights w * p, padding explicit, no biases.
     with torch.no_grad():
         stem = twin[2](twin[1](twin[0](x)))
@@ -324,7 +324,7 @@ def test_depthwise_statistics_equal_the_unfold_oracle(multiplier):
 
 
 def test_float32_statistics_agree_with_a_float64_oracle():
-    """Products in float32, sums in float64, outputs centred: the float32 model's
+    """Products in float32, sums in float64, outputs centered: the float32 model's
     patterns equal those of its float64 copy to 1e-4 (relative to each unit's
     pattern), with inputs whose mean is ten times their spread."""
     torch.manual_seed(6)
@@ -353,7 +353,7 @@ def test_float32_statistics_agree_with_a_float64_oracle():
         assert error.max() < 1e-4, (name, error.max())
 
 
-def test_centring_is_what_keeps_float32_products_accurate():
+def test_centering_is_what_keeps_float32_products_accurate():
     """The last layer of a network with large activations: statistics in float32
     about the first-batch means agree with float64; about zero they do not."""
     torch.manual_seed(7)
@@ -365,16 +365,16 @@ def test_centring_is_what_keeps_float32_products_accurate():
         linear.float()
         oracle = layer_statistics(linear, x.double(), y64, "linear")
         expected = oracle.pattern(linear.weight.double())
-        centred = layer_statistics(linear, x, y, "linear").pattern(linear.weight)
+        centered = layer_statistics(linear, x, y, "linear").pattern(linear.weight)
         zero = torch.zeros(3, dtype=torch.float64)
-        uncentred = layer_statistics(linear, x, y, "linear", center=zero)
-        uncentred = uncentred.pattern(linear.weight)
+        uncentered = layer_statistics(linear, x, y, "linear", center=zero)
+        uncentered = uncentered.pattern(linear.weight)
 
     def error(pattern):
         return float(((pattern - expected).norm(dim=1) / expected.norm(dim=1)).max())
 
-    assert error(centred) < 1e-5
-    assert error(uncentred) > 1e-4
+    assert error(centered) < 1e-5
+    assert error(uncentered) > 1e-4
 
 
 def test_unfolded_products_equal_the_weight_gradient(monkeypatch):

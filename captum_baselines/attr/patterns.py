@@ -35,12 +35,14 @@ into it: ``y`` is the post-BatchNorm value and ``w`` the folded weight ``s * w``
 The statistics are sums and counts (:class:`LayerStatistics`), accumulated in
 float64 over batches and mergeable, so that fitting can be sharded; under
 ``torch.distributed`` every rank sums its own shard and the sums are
-all-reduced.  Within one batch the sums are weight-gradient-shaped products in the
-model's own precision, one per layer, of the layer's input with its masked
-outputs and masks stacked along the output channels (for a conv,
-``torch.nn.grad.conv2d_weight``; nothing is unfolded).  The outputs are centred
-on each unit's first-batch mean before the products, so that ``E+[x y]`` and
-``E+[x] E+[y]`` never cancel catastrophically in float32.
+all-reduced.  Within a batch (:class:`LayerSums`), every weight-shaped sum of a
+layer comes from one weight-gradient-shaped product in the model's own
+precision: the layer's input against its masked outputs and its masks stacked
+along the output channels (a conv's weight gradient,
+:func:`~captum_baselines.attr.pattern_layers.weight_products`).  The outputs are
+centered on each unit's first-batch mean first, so that ``E+[x y]`` and
+``E+[x] E+[y]`` do not cancel in float32 (``tests/test_patterns_layers.py``
+compares with float64).
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ _SUMS = (
 class LayerStatistics:
     """The sums from which one layer's patterns are estimated.
 
-    The outputs enter centred, ``y - c`` with ``c`` the per-unit ``center``
+    The outputs enter centered, ``y - c`` with ``c`` the per-unit ``center``
     (chosen on the first batch), which leaves every covariance unchanged and
     keeps the sums from cancelling.  ``sum_input``, ``sum_input_output`` and
     ``sum_output_regime`` run over each unit's regime (every sample for the
@@ -138,7 +140,7 @@ class LayerStatistics:
     batchnorm: str | None = None
 
     def recentered(self, center: Tensor) -> LayerStatistics:
-        """The same statistics with the outputs centred on ``center`` instead."""
+        """The same statistics with the outputs centered on ``center`` instead."""
         center = center.to(self.center)
         shift = self.center - center
         shape = (-1, *([1] * (self.sum_input_output.dim() - 1)))
@@ -244,7 +246,7 @@ def layer_statistics(
             every sample.
         gate: The regime of the positive estimator; default the ReLU's, ``y > 0``.
         padding: The padding the conv applies (default its declared one).
-        center: The per-unit ``c`` to centre the outputs on (default this
+        center: The per-unit ``c`` to center the outputs on (default this
             batch's mean over the regime).
         batchnorm: Recorded in the result.
     """
@@ -258,8 +260,8 @@ class LayerSums:
 
     Every weight-shaped sum of a batch comes from one weight-gradient product of
     the layer's input with a *signal* that stacks, per channel group, the
-    centred outputs masked to the regime and then the masks (positive
-    estimator), or the centred outputs and one channel of ones (linear); it is
+    centered outputs masked to the regime and then the masks (positive
+    estimator), or the centered outputs and one channel of ones (linear); it is
     taken in the model's precision and added to one float64 accumulator in that
     stacked layout.  The per-unit sums of the signal (over positions in the
     model's precision, exact for the masks, then over examples in float64) give
@@ -397,7 +399,11 @@ class LayerSums:
         )
 
     def statistics(self) -> LayerStatistics:
-        """The statistics of every batch added so far."""
+        """The statistics of every batch added so far.
+
+        They share memory with this accumulator (a second weight-sized copy
+        would double the peak memory of a fit): add no batch after taking them.
+        """
         if self.products is None or self.center is None:
             raise ValueError("no batch was added")
         self._flush()
@@ -968,7 +974,7 @@ def _agree_across_ranks(
 def _all_reduced(
     statistics: PatternStatistics, rank: int, world: int
 ) -> PatternStatistics:
-    """The sum of every rank's statistics, centred on rank 0's centers."""
+    """The sum of every rank's statistics, centered on rank 0's centers."""
     device = _collective_device()
     centers = torch.cat([s.center for s in statistics.values()]).to(device)
     _collective(
