@@ -94,18 +94,50 @@ def integrated_gradients(
     idgi: bool = False,
     show_progress: bool = False,
 ) -> tuple[Tensor, ...]:
-    """IG of the given ``examples`` by one rule; other examples' rows stay zero.
+    """IG of the given ``examples`` by one rule; other examples' rows stay zero."""
+    alphas, weights = quadrature(method, n_steps)
+    return line_integral(
+        forward_func,
+        inputs,
+        baselines,
+        examples,
+        alphas,
+        weights,
+        target,
+        additional_forward_args,
+        internal_batch_size,
+        multiply_by_inputs,
+        idgi,
+        show_progress,
+    )
+
+
+def line_integral(
+    forward_func: Callable[..., Any],
+    inputs: tuple[Tensor, ...],
+    baselines: tuple[Tensor, ...],
+    examples: Tensor,
+    alphas: Tensor,
+    weights: Tensor,
+    target: TargetType = None,
+    additional_forward_args: Any = None,
+    internal_batch_size: int | None = None,
+    multiply_by_inputs: bool = True,
+    idgi: bool = False,
+    show_progress: bool = False,
+) -> tuple[Tensor, ...]:
+    """``sum_k w_k (x - x') df/dx(x' + alpha_k (x - x'))`` for ``examples``.
 
     With ``idgi``, the rows are weighted by :func:`~.idgi.idgi_weighting` over the
-    steps of the rule; ``f`` is evaluated first at the ``n_steps + 1`` step
-    boundaries of each example (forward passes only).
+    steps of the rule (``alphas`` increasing, weights summing to one); ``f`` is
+    evaluated first at the ``len(alphas) + 1`` step boundaries of each example
+    (forward passes only).
     """
-    alphas, weights = quadrature(method, n_steps)
-    rows = examples.repeat_interleave(n_steps)
+    n_nodes = len(alphas)
     path = StraightLinePath.from_baselines(
         inputs,
         baselines,
-        rows,
+        examples.repeat_interleave(n_nodes),
         alphas.repeat(len(examples)),
         weights.repeat(len(examples)),
         multiply_by_inputs,
@@ -116,9 +148,9 @@ def integrated_gradients(
         ends = StraightLinePath.from_baselines(
             inputs,
             baselines,
-            examples.repeat_interleave(n_steps + 1),
+            examples.repeat_interleave(n_nodes + 1),
             bounds.repeat(len(examples)),
-            torch.ones(len(examples) * (n_steps + 1), dtype=torch.float64),
+            torch.ones(len(examples) * (n_nodes + 1), dtype=torch.float64),
         )
         values = forward_rows(
             forward_func,
@@ -128,7 +160,7 @@ def integrated_gradients(
             target,
             additional_forward_args,
             internal_batch_size,
-        ).reshape(len(examples), n_steps + 1)
+        ).reshape(len(examples), n_nodes + 1)
         weighting = idgi_weighting((values[:, 1:] - values[:, :-1]).reshape(-1))
     return integrate(
         forward_func,
@@ -337,5 +369,6 @@ __all__ = [
     "check_rule",
     "completeness_gap",
     "integrated_gradients",
+    "line_integral",
     "quadrature",
 ]

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from captum._utils.common import _format_output
 from captum._utils.gradient import compute_layer_gradients_and_eval
 from captum._utils.typing import BaselineType, TargetType
-from captum.attr._utils.attribution import GradientAttribution, LayerAttribution
+from captum.attr import GradientAttribution, LayerAttribution
 from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
