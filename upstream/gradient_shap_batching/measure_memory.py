@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from upstream.patching import PATCHES, patched_captum
 
@@ -35,7 +36,10 @@ INTERNAL_BATCH_SIZE = 64
 
 def _status_kib(field: str) -> int:
     status = Path("/proc/self/status").read_text()
-    return int(re.search(rf"^{field}:\s+(\d+) kB", status, re.M).group(1))
+    match = re.search(rf"^{field}:\s+(\d+) kB", status, re.M)
+    if match is None:
+        raise RuntimeError(f"no {field} in /proc/self/status (Linux only)")
+    return int(match.group(1))
 
 
 def worker(n_samples: int, internal_batch_size: int | None) -> dict[str, float]:
@@ -78,7 +82,7 @@ def worker(n_samples: int, internal_batch_size: int | None) -> dict[str, float]:
 
 def measure(
     pythonpath: str | None, n_samples: int, internal_batch_size: int | None
-) -> dict[str, float]:
+) -> dict[str, Any]:
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
     if pythonpath is not None:

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from upstream.patching import PATCHES, patched_captum
 
@@ -32,7 +33,7 @@ N_STEPS = (2, 5, 10, 50, 300)
 RULES = ("riemann_trapezoid", "riemann_left", "riemann_middle")
 
 
-def worker() -> dict[str, object]:
+def worker() -> dict[str, Any]:
     import captum
     import torch
     from captum.attr import IntegratedGradients, InternalInfluence
@@ -50,7 +51,7 @@ def worker() -> dict[str, object]:
         return ((inputs @ a) * inputs).sum(1)
 
     exact = x * (x @ a)  # IG of x^T A x from the zero baseline
-    result: dict[str, object] = {"captum": captum.__file__}
+    result: dict[str, Any] = {"captum": captum.__file__}
     step_sizes, _ = approximation_parameters("riemann_trapezoid")
     result["step_size_sum"] = [sum(step_sizes(n)) for n in N_STEPS]
     result["linear_completeness"] = [
@@ -95,7 +96,7 @@ def worker() -> dict[str, object]:
     return result
 
 
-def run(pythonpath: str | None) -> dict[str, object]:
+def run(pythonpath: str | None) -> dict[str, Any]:
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
     if pythonpath is not None:
