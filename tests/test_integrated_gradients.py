@@ -15,9 +15,11 @@ import captum_baselines as cb
 from captum_baselines.attr.adaptive_ig import (
     AdaptiveIntegratedGradients,
     adaptive_integrated_gradients,
+    open_start_trapezoid,
 )
 from captum_baselines.attr.integrated_gradients import (
     QuadratureIntegratedGradients,
+    line_integral,
     quadrature,
 )
 
@@ -190,7 +192,7 @@ def test_adaptive_warns_when_it_stops_unconverged():
     with pytest.warns(RuntimeWarning, match="3 of 3 examples did not converge"):
         result = adaptive_integrated_gradients(f, x, target=0, max_n_steps=20)
     assert not bool(result.converged.any())
-    assert result.n_steps.tolist() == [17, 17, 17]  # 5, 9, 17 nodes
+    assert result.n_steps.tolist() == [16, 16, 16]  # 4, 8, 16 nodes
 
 
 def test_adaptive_refines_only_unconverged_examples_and_reuses_every_node():
@@ -199,29 +201,55 @@ def test_adaptive_refines_only_unconverged_examples_and_reuses_every_node():
     b = x.clone()
     b[:2] = 0.0  # examples 2 and 3 sit on their baseline: converged at once
     result = adaptive_integrated_gradients(
-        model, x, b, target=0, rtol=1e-3, atol=1e-9, initial_n_steps=2
+        model, x, b, target=0, rtol=2e-2, atol=1e-9, initial_n_steps=3
     )
-    # two levels (2 and 3 nodes) show that they are stable
-    assert result.n_steps[2:].tolist() == [3, 3]
-    assert bool((result.n_steps[:2] > 3).all())
+    # two levels (3 and 6 nodes) show that they are stable
+    assert result.n_steps[2:].tolist() == [6, 6]
+    assert bool((result.n_steps[:2] > 6).all())
     # rows: f(x) and f(x') (N each), then every node of every example once
     assert model.rows == 4 + 4 + int(result.n_steps.sum())
     assert bool((result.attributions[0][2:] == 0).all())
 
 
-def test_adaptive_estimate_is_the_trapezoid_rule_of_its_node_count():
+def test_adaptive_estimate_is_its_nested_rule_at_its_node_count():
     model = _relu_cnn()
     x = torch.rand(3, 1, 8, 8, dtype=torch.float64)
     result = adaptive_integrated_gradients(
-        model, x, target=2, rtol=1e-2, max_n_steps=129
+        model, x, target=2, rtol=3e-2, max_n_steps=256
     )
     for i, n in enumerate(result.n_steps.tolist()):
-        expected = QuadratureIntegratedGradients(model).attribute(
-            x[i : i + 1], target=2, n_steps=n, method="riemann_trapezoid"
-        )
+        alphas, weights = open_start_trapezoid(n)
+        expected = line_integral(
+            model, (x[i : i + 1],), (0 * x[i : i + 1],), torch.arange(1), alphas,
+            weights, target=2,
+        )[0]  # fmt: skip
         torch.testing.assert_close(
             result.attributions[0][i : i + 1], expected, atol=1e-12, rtol=1e-10
         )
+
+
+def test_open_start_trapezoid_is_exact_for_linear_integrands():
+    for n in (3, 4, 7, 64):
+        alphas, weights = open_start_trapezoid(n)
+        assert abs(float(weights.sum()) - 1) < 1e-14
+        assert abs(float((weights * alphas).sum()) - 0.5) < 1e-14
+        assert bool((weights > 0).all()) and float(alphas.min()) > 0
+
+
+def test_adaptive_is_exact_where_the_gradient_jumps_at_the_baseline():
+    # A bias-free ReLU net is homogeneous: from the zero baseline its gradient is
+    # constant on (0, 1] and differs at 0. The rule never evaluates alpha = 0.
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(6, 8, bias=False), nn.ReLU(), nn.Linear(8, 2, bias=False)
+    ).double()
+    x = torch.rand(3, 6, dtype=torch.float64)
+    attr, n_steps = AdaptiveIntegratedGradients(model).attribute(
+        x, target=1, rtol=1e-9, return_n_steps=True
+    )
+    exact = x * torch.autograd.functional.jacobian(lambda z: model(z)[:, 1].sum(), x)
+    torch.testing.assert_close(attr, exact, atol=1e-13, rtol=0)
+    assert n_steps.tolist() == [8, 8, 8]
 
 
 def test_adaptive_multi_input_and_additional_args():
@@ -245,7 +273,7 @@ def test_adaptive_multi_input_and_additional_args():
         return_n_steps=True,
     )
     assert au.shape == u.shape and av.shape == v.shape
-    assert bool((n_steps <= 1025).all()) and bool((delta.abs() < 1e-5).all())
+    assert bool((n_steps <= 1024).all()) and bool((delta.abs() < 1e-5).all())
     reference = IntegratedGradients(Model()).attribute(
         (u, v),
         target=torch.tensor([0, 1, 0, 1]),
