@@ -1,8 +1,9 @@
 """captum-baselines: baselines and baseline-aware attribution methods for Captum.
 
-The submodules and names below are imported on first use (PEP 562), so that
-``import captum_baselines`` and the command line's ``--help`` are instant and
-import neither torch nor matplotlib.
+Submodules and public names are imported when first used (PEP 562), so that
+``import captum_baselines`` is instant and loads neither torch nor matplotlib
+(which Captum itself imports); ``captum_baselines.ExpectedGradients`` or
+``from captum_baselines import ExpectedGradients`` loads what it needs.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _SUBMODULES = (
     "attr",
@@ -18,22 +19,33 @@ _SUBMODULES = (
     "datasets",
     "metrics",
     "models",
+    "references",
     "visualization",
 )
-_FROM_ATTR = (
-    "AdaptiveIntegratedGradients",
-    "ExpectedGradients",
-    "LayerRSIGradCam",
-    "PatternAttribution",
-    "PatternGuidedIntegratedGradients",
-    "Patterns",
-    "QuadratureIntegratedGradients",
-    "adaptive_integrated_gradients",
-    "fit_patterns",
-)
+
+#: Public name -> the submodule that defines it.
+_NAMES = {
+    "AdaptiveIntegratedGradients": "attr",
+    "ExpectedGradients": "attr",
+    "LayerRSIGradCam": "attr",
+    "PatternAttribution": "attr",
+    "PatternGuidedIntegratedGradients": "attr",
+    "Patterns": "attr",
+    "QuadratureIntegratedGradients": "attr",
+    "adaptive_integrated_gradients": "attr",
+    "fit_patterns": "attr",
+}
 
 if TYPE_CHECKING:
-    from . import attr, baselines, datasets, metrics, models, visualization
+    from . import (
+        attr,
+        baselines,
+        datasets,
+        metrics,
+        models,
+        references,
+        visualization,
+    )
     from .attr import (
         AdaptiveIntegratedGradients,
         ExpectedGradients,
@@ -50,15 +62,13 @@ if TYPE_CHECKING:
 def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
-    if name in _FROM_ATTR:
-        value = getattr(importlib.import_module(".attr", __name__), name)
-        globals()[name] = value
-        return value
+    if name in _NAMES:
+        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return sorted([*globals(), *_SUBMODULES, *_NAMES])
 
 
 __all__ = [
@@ -77,5 +87,6 @@ __all__ = [
     "fit_patterns",
     "metrics",
     "models",
+    "references",
     "visualization",
 ]
