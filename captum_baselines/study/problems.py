@@ -41,6 +41,14 @@ class Settings:
     show_progress: bool = True
 
 
+def internal_batch_size(images: Tensor, settings: Settings) -> int:
+    """Rows per forward pass: ``settings.internal_batch_size``, or about a million
+    input values at a time (at least 8 rows)."""
+    if settings.internal_batch_size is not None:
+        return settings.internal_batch_size
+    return max(8, (1 << 20) // images[0].numel())
+
+
 @dataclass(frozen=True)
 class LayerChoice:
     """The layer that layer methods (RSI-Grad-CAM) explain, and why it was chosen.
@@ -181,10 +189,8 @@ class Problem:
         return min(9, max(2, self.side // 4))
 
     def internal_batch_size(self, settings: Settings) -> int:
-        """Path points per forward pass: about a million input values at a time."""
-        if settings.internal_batch_size is not None:
-            return settings.internal_batch_size
-        return max(8, (1 << 20) // self.images[0].numel())
+        """Path points per forward pass (see :func:`internal_batch_size`)."""
+        return internal_batch_size(self.images, settings)
 
 
 @dataclass(frozen=True)
@@ -262,4 +268,5 @@ __all__ = [
     "Settings",
     "Variant",
     "demo_problem",
+    "internal_batch_size",
 ]

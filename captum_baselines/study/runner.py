@@ -34,7 +34,14 @@ from .loading import (
     resolve_targets,
 )
 from .methods import METHODS, AttributionFn, MethodSpec, progress_keyword
-from .problems import DEMO_SCALES, VARIANTS, Problem, Settings, demo_problem
+from .problems import (
+    DEMO_SCALES,
+    VARIANTS,
+    Problem,
+    Settings,
+    demo_problem,
+    internal_batch_size,
+)
 
 #: Images each method is tried on before the comparison.
 PROBE_IMAGES = 2
@@ -333,30 +340,22 @@ def run_compare(
     specs = select_methods(None if methods is None else list(dict.fromkeys(methods)))
     network = load_model(model, weights)
     with eval_mode(network):
-        x, valid_range = normalize(
-            load_images(images, size, "--images", grayscale),
-            "--images",
-            mean,
-            std,
-            value_range,
-        )
+
+        def read(path: str, option: str) -> tuple[Tensor, tuple[Any, Any]]:
+            raw = load_images(path, size, option, grayscale)
+            return normalize(raw, option, mean, std, value_range)
+
+        x, valid_range = read(images, "--images")
+        references = x
         if reference_images is not None:
-            references, _ = normalize(
-                load_images(reference_images, size, "--reference-images", grayscale),
-                "--reference-images",
-                mean,
-                std,
-                value_range,
-            )
+            references = read(reference_images, "--reference-images")[0]
             if references.shape[1:] != x.shape[1:]:
                 raise OptionError(
                     f"--reference-images: shape {tuple(references.shape[1:])} "
                     f"differs from the images' {tuple(x.shape[1:])}"
                 )
-        else:
-            references = x
         x = x[:n_images] if n_images is not None else x
-        batch = settings.internal_batch_size or max(1, (1 << 20) // x[0].numel())
+        batch = internal_batch_size(x, settings)
         classes = resolve_targets(targets, model_outputs(network, x, batch))
         chosen, note = choose_layer(network, x, layer)
         if chosen is not None:
