@@ -19,15 +19,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from captum._utils.typing import TargetType
-from captum.attr._utils.approximation_methods import approximation_parameters
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from ._engine.path import path_gradient_sums
+from ._engine.forward import Score, check_score, forward_rows, scored
+from ._engine.inputs import format_baselines
+from ._engine.path import StraightLinePath, integrate
 from ._hooks import eval_mode
 from ._validation import check_positive_int
+from .attr.integrated_gradients import check_rule, quadrature
 from .metrics.ablation import area_under_curve
-from .metrics.removal import Score, check_score, output_scores, single_input
+from .metrics.removal import single_input
 
 Sign = Literal["absolute", "signed"]
 
@@ -221,17 +223,20 @@ def plot_baselines(
     return fig
 
 
-def _expand_baselines(baselines: Any, x: Tensor) -> Tensor:
-    if isinstance(baselines, (int, float)):
-        return torch.full_like(x, float(baselines))
-    b = baselines.detach().to(device=x.device, dtype=x.dtype)
-    try:
-        return b.expand(x.shape).contiguous()
-    except RuntimeError:
-        raise ValueError(
-            f"`baselines` of shape {tuple(b.shape)} does not broadcast to "
-            f"`inputs` {tuple(x.shape)}"
-        ) from None
+def _line(
+    inputs: Tensor, baselines: Any, alphas: Tensor, weights: Tensor | None = None
+) -> StraightLinePath:
+    """Rows at ``alphas`` on each example's straight line, example by example."""
+    x = (inputs,)
+    b = format_baselines(baselines, x)
+    n, s = inputs.shape[0], len(alphas)
+    return StraightLinePath.from_baselines(
+        x,
+        b,
+        torch.arange(n, device=inputs.device).repeat_interleave(s),
+        alphas.repeat(n),
+        (torch.ones(s, dtype=torch.float64) if weights is None else weights).repeat(n),
+    )
 
 
 def path_outputs(
@@ -245,19 +250,19 @@ def path_outputs(
 ) -> Tensor:
     """``(N, S)`` score of ``target`` at ``x' + alpha (x - x')`` for each alpha."""
     x = single_input("inputs", inputs)
-    b = _expand_baselines(baselines, x)
-    n, s = x.shape[0], len(alphas)
-    values = torch.empty(n, s, dtype=x.dtype, device=x.device)
-    with torch.no_grad(), eval_mode(forward_func):
-        for i, alpha in enumerate(alphas.tolist()):
-            values[:, i] = output_scores(
-                forward_func,
-                b + alpha * (x - b),
-                target,
-                additional_forward_args,
-                score,
-            ).to(x.dtype)
-    return values
+    alphas = torch.as_tensor(alphas, dtype=torch.float64).reshape(-1)
+    line = _line(x, baselines, alphas)
+    with eval_mode(forward_func):
+        values = forward_rows(
+            scored(forward_func, check_score(score)),
+            line.points_of,
+            line.examples,
+            x.shape[0],
+            target,
+            additional_forward_args,
+            internal_batch_size=x.shape[0],
+        )
+    return values.reshape(x.shape[0], len(alphas)).to(x.dtype)
 
 
 def plot_path_outputs(
@@ -307,9 +312,10 @@ def cumulative_attribution(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The integrated-gradients sum of each example, accumulated node by node.
 
-    Uses the quadrature's own nodes and weights (Captum's
-    ``approximation_parameters(method)``), so the last value is exactly
-    ``sum_i IG_i`` as Captum's ``IntegratedGradients(method=...)`` computes it.
+    Uses the quadrature's own nodes and weights
+    (:func:`~captum_baselines.attr.integrated_gradients.quadrature`), so the last
+    value is exactly ``sum_i IG_i`` as
+    :class:`~captum_baselines.attr.QuadratureIntegratedGradients` computes it.
 
     Returns:
         ``(alphas (S,), cumulative (N, S), gap (N,))``: the nodes in increasing
@@ -317,32 +323,18 @@ def cumulative_attribution(
         node, and ``f(x) - f(x')``.
     """
     x = single_input("inputs", inputs)
-    n_steps = check_positive_int("n_steps", n_steps)
-    b = _expand_baselines(baselines, x)
-    step_sizes, alpha_nodes = approximation_parameters(method)
-    alphas = torch.tensor(alpha_nodes(n_steps), dtype=torch.float64)
-    weights = torch.tensor(step_sizes(n_steps), dtype=torch.float64)
-    order = torch.argsort(alphas)
-    alphas, weights = alphas[order], weights[order]
-    n = x.shape[0]
-    rows = torch.arange(n).repeat(n_steps)
+    n_steps = check_rule(method, n_steps)
+    alphas, weights = quadrature(method, n_steps)
+    line = _line(x, baselines, alphas, weights)
     with eval_mode(forward_func):
-        _, totals = path_gradient_sums(
-            forward_func,
-            (x,),
-            (b,),
-            rows,
-            rows,
-            alphas.repeat_interleave(n),
-            weights.repeat_interleave(n),
-            target=target,
-            additional_forward_args=additional_forward_args,
-        )
-    terms = totals.to(torch.float64).reshape(n_steps, n).T * weights
+        totals = integrate(
+            forward_func, line, (x,), target, additional_forward_args
+        ).row_totals
+    terms = totals.to(torch.float64).reshape(x.shape[0], n_steps) * weights
     ends = path_outputs(
         forward_func,
         x,
-        b,
+        baselines,
         torch.tensor([0.0, 1.0]),
         target,
         "logit",
