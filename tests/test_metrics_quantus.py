@@ -13,7 +13,7 @@ from captum.attr import IntegratedGradients, LayerGradCam
 from torch import nn
 
 import captum_baselines
-from captum_baselines import ExpectedGradients
+from captum_baselines import ExpectedGradients, PatternAttribution, fit_patterns
 from captum_baselines.datasets import load_digits_images
 from captum_baselines.metrics import (
     ablation_curve,
@@ -110,6 +110,25 @@ def test_layer_methods_and_channels():
         quantus_explain_func(3)
     with pytest.raises(TypeError, match="model"):
         quantus_explain_func(IntegratedGradients)(lambda t: t, x.numpy(), [1, 2])
+
+
+def test_pattern_attribution_fits_its_patterns_on_each_model(digits):
+    model, references, x, y = digits
+    fitted = []
+
+    def patterns(m):
+        fitted.append(m)
+        return {"patterns": fit_patterns(m, references, None, False)}
+
+    explain = quantus_explain_func(PatternAttribution, init_kwargs=patterns)
+    a = explain(model, x.numpy(), y.numpy())
+    expected = PatternAttribution(model, fit_patterns(model, references, None, False))
+    np.testing.assert_allclose(
+        a, expected.attribute(x, target=y).sum(1, keepdim=True).numpy(), atol=1e-6
+    )
+    other = DigitsCNN(8).eval()
+    explain(other, x.numpy(), y.numpy())
+    assert fitted == [model, other]
 
 
 def test_real_quantus_metrics_run_on_our_explanations(digits):

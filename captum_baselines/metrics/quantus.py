@@ -30,7 +30,9 @@ ExplainFunc = Callable[..., np.ndarray]
 def quantus_explain_func(
     method: Callable[..., Any],
     *,
-    init_kwargs: Mapping[str, Any] | None = None,
+    init_kwargs: Mapping[str, Any]
+    | Callable[[nn.Module], Mapping[str, Any]]
+    | None = None,
     attribute_kwargs: Mapping[str, Any] | None = None,
     inputs_kwargs: Callable[[Tensor], Mapping[str, Any]] | None = None,
     layer: str | None = None,
@@ -52,7 +54,11 @@ def quantus_explain_func(
             **init_kwargs)`` with ``layer``) returning an object with an
             ``attribute`` method.
         init_kwargs: Constructor keyword arguments after the model (e.g.
-            ``{"multiply_by_inputs": True}``).
+            ``{"multiply_by_inputs": True}``), or a callable
+            ``init_kwargs(model) -> dict`` for arguments that depend on the
+            model, e.g. ``lambda m: {"patterns": fit_patterns(m, data)}`` so
+            that PatternAttribution's patterns are fitted on each model Quantus
+            passes (MPRT's randomized copies included).
         attribute_kwargs: Keyword arguments of ``attribute`` besides ``inputs``
             and ``target`` (e.g. ``{"baselines": references, "n_samples": 16}``).
             Keyword arguments that Quantus passes at call time (its
@@ -88,8 +94,12 @@ def quantus_explain_func(
         raise TypeError(f"`method` must be callable, got {type(method).__name__}")
     if inputs_kwargs is not None and not callable(inputs_kwargs):
         raise TypeError("`inputs_kwargs` must be callable: inputs_kwargs(inputs)")
-    fixed_init = dict(init_kwargs or {})
     fixed_attribute = dict(attribute_kwargs or {})
+
+    def constructor_kwargs(model: nn.Module) -> dict[str, Any]:
+        if callable(init_kwargs):
+            return dict(init_kwargs(model))
+        return dict(init_kwargs or {})
 
     def explain_func(
         model: nn.Module, inputs: Any, targets: Any, **kwargs: Any
@@ -109,12 +119,12 @@ def quantus_explain_func(
         x = x.to(device=device, dtype=dtype)
         target = _targets(targets, x.shape[0], device)
         if layer is None:
-            attribution = method(model, **fixed_init)
+            attribution = method(model, **constructor_kwargs(model))
         else:
             modules = dict(model.named_modules())
             if layer not in modules:
                 raise ValueError(f"`layer` {layer!r} is not a module of the model")
-            attribution = method(model, modules[layer], **fixed_init)
+            attribution = method(model, modules[layer], **constructor_kwargs(model))
         arguments = dict(fixed_attribute)
         if inputs_kwargs is not None:
             arguments.update(inputs_kwargs(x))
