@@ -282,6 +282,19 @@ def test_degradation_lerf_replaces_the_least_relevant_patches_first():
     assert bool(removed[1, 2:].all()) and int(removed[1].sum()) == 8
 
 
+def test_degradation_with_road_imputes_the_removed_patches():
+    x = torch.rand(2, 2, 6, 6, generator=torch.Generator().manual_seed(15)) + 1
+    relevance = torch.randn(2, 1, 6, 6, generator=torch.Generator().manual_seed(16))
+    recorder = Recorder()
+    degradation_curve(recorder, x, relevance, 0, 3, None, fill="road", noise_std=0.0)
+    seen = torch.cat(recorder.seen[2:]).reshape(2, 4, 2, 6, 6)
+    removed = removed_sets(recorder, x)
+    for step in range(3):  # the last step removes every patch
+        expected = noisy_linear_imputation(x, removed[:, step], 0.0)
+        torch.testing.assert_close(seen[:, step], expected)
+    assert [int(removed[0, step].sum()) for step in range(4)] == [9, 18, 27, 36]
+
+
 def test_road_curves_summary_and_model_untouched():
     model = small_cnn(in_channels=1, n_classes=3).double()
     x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(12)).double()
