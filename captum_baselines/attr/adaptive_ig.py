@@ -39,19 +39,16 @@ from collections.abc import Callable
 from typing import Any, Literal, NamedTuple, overload
 
 import torch
-from captum._utils.common import _format_output, _is_tuple
 from captum._utils.typing import BaselineType, TargetType, TensorOrTupleOfTensorsGeneric
 from captum.attr import GradientAttribution
 from captum.log import log_usage
 from torch import Tensor
 
-from .._engine.inputs import format_baselines, format_inputs
+from .._engine.inputs import format_path_arguments, format_result
 from .._engine.path import total
-from .._engine.targets import check_target_form
 from .._hooks import eval_mode
 from .._validation import (
     check_nonnegative,
-    check_optional_positive_int,
     check_positive_int,
 )
 from .integrated_gradients import check_idgi, completeness_gap, line_integral
@@ -96,8 +93,7 @@ def adaptive_integrated_gradients(
         input), the ``(N,)`` delta, the ``(N,)`` number of nodes each example used
         and whether it converged.
     """
-    x = format_inputs(inputs)
-    b = format_baselines(baselines, x)
+    x, b = format_path_arguments(inputs, baselines, target, internal_batch_size)
     rtol = check_nonnegative("rtol", rtol)
     atol = check_nonnegative("atol", atol)
     n_steps = check_positive_int("initial_n_steps", initial_n_steps)
@@ -109,8 +105,6 @@ def adaptive_integrated_gradients(
             f"`max_n_steps` ({cap}) must be >= 2 * `initial_n_steps` "
             f"({2 * n_steps}): convergence is judged by one refinement"
         )
-    check_target_form(target, x[0].shape[0])
-    check_optional_positive_int("internal_batch_size", internal_batch_size)
     idgi = check_idgi(idgi, True)
     with eval_mode(forward_func):
         gap = completeness_gap(
@@ -395,12 +389,9 @@ class AdaptiveIntegratedGradients(GradientAttribution):
             idgi,
             show_progress,
         )
-        outputs: list[Any] = [_format_output(_is_tuple(inputs), result.attributions)]
-        if return_convergence_delta:
-            outputs.append(result.delta)
-        if return_n_steps:
-            outputs.append(result.n_steps)
-        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+        extras = [result.delta] if return_convergence_delta else []
+        extras += [result.n_steps] if return_n_steps else []
+        return format_result(inputs, result.attributions, *extras)
 
     def has_convergence_delta(self) -> bool:
         return True

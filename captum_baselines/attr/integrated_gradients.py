@@ -20,18 +20,16 @@ from typing import Any, Literal, overload
 
 import numpy as np
 import torch
-from captum._utils.common import _format_output, _is_tuple
 from captum._utils.typing import BaselineType, TargetType, TensorOrTupleOfTensorsGeneric
 from captum.attr import GradientAttribution
 from captum.log import log_usage
 from torch import Tensor
 
 from .._engine.forward import forward_inputs, forward_rows
-from .._engine.inputs import format_baselines, format_inputs
+from .._engine.inputs import format_path_arguments, format_result
 from .._engine.path import StraightLinePath, Weighting, along_path, integrate, total
-from .._engine.targets import check_target_form
 from .._hooks import eval_mode
-from .._validation import check_optional_positive_int, check_positive_int
+from .._validation import check_positive_int
 from .idgi import idgi_weighting, step_boundaries
 
 RULES = (
@@ -320,11 +318,8 @@ class QuadratureIntegratedGradients(GradientAttribution):
             >>> attr, delta = ig.attribute(x, baselines=black(x), target=3,
             ...                            n_steps=64, return_convergence_delta=True)
         """
-        x = format_inputs(inputs)
-        b = format_baselines(baselines, x)
+        x, b = format_path_arguments(inputs, baselines, target, internal_batch_size)
         n_steps = check_rule(method, n_steps)
-        check_target_form(target, x[0].shape[0])
-        check_optional_positive_int("internal_batch_size", internal_batch_size)
         idgi = check_idgi(idgi, self._multiply_by_inputs)
         with eval_mode(self.forward_func):
             attributions = integrated_gradients(
@@ -350,10 +345,10 @@ class QuadratureIntegratedGradients(GradientAttribution):
                     additional_forward_args,
                     internal_batch_size,
                 )
-        result = _format_output(_is_tuple(inputs), attributions)
         if not return_convergence_delta:
-            return result  # type: ignore[return-value]
-        return result, total(attributions).to(gap) - gap  # type: ignore[return-value]
+            return format_result(inputs, attributions)  # type: ignore[no-any-return]
+        delta = total(attributions).to(gap) - gap
+        return format_result(inputs, attributions, delta)  # type: ignore[no-any-return]
 
     def has_convergence_delta(self) -> bool:
         return True
