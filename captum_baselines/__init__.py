@@ -1,19 +1,75 @@
-"""captum-baselines: baselines and baseline-aware attribution methods for Captum."""
+"""captum-baselines: baselines and baseline-aware attribution methods for Captum.
 
-from . import attr, baselines, datasets, metrics, models, visualization
-from .attr import (
-    AdaptiveIntegratedGradients,
-    ExpectedGradients,
-    LayerRSIGradCam,
-    PatternAttribution,
-    PatternGuidedIntegratedGradients,
-    Patterns,
-    QuadratureIntegratedGradients,
-    adaptive_integrated_gradients,
-    fit_patterns,
+Submodules and public names are imported when first used (PEP 562), so that
+``import captum_baselines`` is instant and loads neither torch nor matplotlib
+(which Captum itself imports); ``captum_baselines.ExpectedGradients`` or
+``from captum_baselines import ExpectedGradients`` loads what it needs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.2.0"
+
+_SUBMODULES = (
+    "attr",
+    "baselines",
+    "datasets",
+    "metrics",
+    "models",
+    "references",
+    "visualization",
 )
 
-__version__ = "0.1.0"
+#: Public name -> the submodule that defines it.
+_NAMES = {
+    "AdaptiveIntegratedGradients": "attr",
+    "ExpectedGradients": "attr",
+    "LayerRSIGradCam": "attr",
+    "PatternAttribution": "attr",
+    "PatternGuidedIntegratedGradients": "attr",
+    "Patterns": "attr",
+    "QuadratureIntegratedGradients": "attr",
+    "adaptive_integrated_gradients": "attr",
+    "fit_patterns": "attr",
+}
+
+if TYPE_CHECKING:
+    from . import (
+        attr,
+        baselines,
+        datasets,
+        metrics,
+        models,
+        references,
+        visualization,
+    )
+    from .attr import (
+        AdaptiveIntegratedGradients,
+        ExpectedGradients,
+        LayerRSIGradCam,
+        PatternAttribution,
+        PatternGuidedIntegratedGradients,
+        Patterns,
+        QuadratureIntegratedGradients,
+        adaptive_integrated_gradients,
+        fit_patterns,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _NAMES:
+        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_SUBMODULES, *_NAMES])
+
 
 __all__ = [
     "AdaptiveIntegratedGradients",
@@ -26,10 +82,11 @@ __all__ = [
     "__version__",
     "adaptive_integrated_gradients",
     "attr",
-    "fit_patterns",
     "baselines",
     "datasets",
+    "fit_patterns",
     "metrics",
     "models",
+    "references",
     "visualization",
 ]

@@ -28,9 +28,6 @@ class HookRegistry:
     def forward_hook(self, module: nn.Module, hook: Callable[..., Any]) -> None:
         self.add(module.register_forward_hook(hook))
 
-    def forward_pre_hook(self, module: nn.Module, hook: Callable[..., Any]) -> None:
-        self.add(module.register_forward_pre_hook(hook))
-
     def remove(self) -> None:
         while self._handles:
             self._handles.pop().remove()

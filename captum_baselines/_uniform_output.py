@@ -49,7 +49,7 @@ def uniform_output(
     n_iter: int = 200,
     lr: float = 0.1,
     value_range: ValueRange = (0.0, 1.0),
-    progress: bool = False,
+    show_progress: bool = False,
     additional_forward_args: Any = None,
 ) -> Tensor:
     r"""A baseline on which the model's softmax output is (nearly) ``target_probs``.
@@ -79,7 +79,7 @@ def uniform_output(
         value_range (tuple, optional): ``(low, high)``, floats or tensors
             broadcastable to one example (e.g. ``(C, 1, 1)`` per-channel
             bounds for normalised inputs). Default: ``(0.0, 1.0)``.
-        progress (bool, optional): Show a tqdm bar. Default: False.
+        show_progress (bool, optional): Show a tqdm bar. Default: False.
         additional_forward_args (Any, optional): Passed to ``forward_func``
             after the baseline.
 
@@ -93,7 +93,7 @@ def uniform_output(
         >>> low, high = cb.baselines.normalized_range(mean, std)
         >>> black = cb.baselines.black(images, value_range=(low, high))
         >>> baseline = cb.baselines.uniform_output(
-        ...     model, black, value_range=(low, high), progress=True
+        ...     model, black, value_range=(low, high), show_progress=True
         ... )
         >>> torch.softmax(model(baseline), 1)  # close to 1 / K everywhere
     """
@@ -143,7 +143,7 @@ def uniform_output(
         # n_iter steps, n_iter + 1 iterates: the loss of each is computed once,
         # on the forward pass whose gradient makes the next step
         for iteration in tqdm(
-            range(n_iter + 1), desc="uniform_output", disable=not progress
+            range(n_iter + 1), desc="uniform_output", disable=not show_progress
         ):
             with torch.enable_grad():
                 loss = loss_per_example(grey)

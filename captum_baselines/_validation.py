@@ -120,13 +120,3 @@ def resolve_value_range(
     if bool((low > high).any()):
         raise ValueError(f"`{name}` must satisfy low <= high everywhere")
     return low, high
-
-
-def check_same_shape(
-    name: str, tensor: Tensor, expected: torch.Size, what: str
-) -> None:
-    if tensor.shape != expected:
-        raise ValueError(
-            f"`{name}` must have shape {tuple(expected)} ({what}), "
-            f"got {tuple(tensor.shape)}"
-        )

@@ -14,9 +14,8 @@ normalised space, e.g. ``value_range=normalized_range(mean, std)``.
 
 from __future__ import annotations
 
-import math
 import numbers
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal, overload
 
 import torch
@@ -25,7 +24,7 @@ from captum._utils.typing import TargetType
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from ._engine.path import evaluate_rows, forward_inputs
+from ._engine.forward import forward_inputs, forward_rows
 from ._hooks import eval_mode
 from ._uniform_output import uniform_output
 from ._validation import (
@@ -39,7 +38,7 @@ from ._validation import (
     check_tensor,
     resolve_value_range,
 )
-from .references import draw_without_replacement, reservoir_sample
+from .references import draw_references
 
 __all__ = [
     "average_over_baselines",
@@ -322,10 +321,13 @@ def from_data(
     n_samples: int | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Baselines drawn from data, e.g. the training set.
+    """Baselines drawn from data, e.g. the training set, per example.
 
-    Draws without replacement whenever the data hold enough examples: no example
-    is used twice before every example has been used once.
+    Each example draws its own baselines without replacement: with
+    ``n_samples <= M`` data examples, no example's baselines repeat a data
+    example (beyond that every data example is used equally often).  The same
+    draws as :class:`~captum_baselines.attr.ExpectedGradients` makes (see
+    :mod:`captum_baselines.references`).
 
     Args:
         data: A tensor of examples ``(M, *inputs.shape[1:])``, a map-style
@@ -337,99 +339,10 @@ def from_data(
         generator: Source of randomness, for reproducibility.
     """
     inputs = _check_batch("inputs", inputs)
-    shape = _sample_shape(inputs, n_samples)
+    k = check_optional_positive_int("n_samples", n_samples)
     generator = check_generator("generator", generator)
-    n_draws = math.prod(shape[: len(shape) - inputs.dim() + 1])
-    examples = draw_examples(data, n_draws, generator, inputs.shape[1:])
-    return examples.to(device=inputs.device, dtype=inputs.dtype).reshape(shape)
-
-
-def draw_examples(
-    data: Tensor | Dataset | DataLoader | Iterable[Any],
-    n_draws: int,
-    generator: torch.Generator | None,
-    example_shape: torch.Size,
-    name: str = "data",
-) -> Tensor:
-    """``n_draws`` examples of ``data`` stacked, without replacement when possible."""
-    source = _map_style(data)
-    if isinstance(source, Tensor):
-        pool_size = source.shape[0]
-    elif source is not None:
-        pool_size = len(source)  # type: ignore[arg-type]
-    else:
-        return _reservoir(data, n_draws, generator, example_shape, name)
-    if pool_size == 0:
-        raise ValueError(f"`{name}` is empty")
-    order = draw_without_replacement(pool_size, 1, n_draws, generator)[0]
-    if isinstance(source, Tensor):
-        examples = source[order]
-    else:
-        examples = torch.stack([_first(source[int(i)]) for i in order])
-    _check_example_shape(name, examples, example_shape)
-    check_finite(name, examples)
-    return examples
-
-
-def _map_style(data: Any) -> Tensor | Dataset | None:
-    if isinstance(data, Tensor):
-        if data.dim() == 0:
-            raise ValueError("`data` must have a first (example) dimension")
-        return data
-    if isinstance(data, DataLoader):
-        data = data.dataset
-        if hasattr(data, "__len__") and hasattr(data, "__getitem__"):
-            return data
-        return None
-    if isinstance(data, Dataset) and hasattr(data, "__len__"):
-        return data
-    return None
-
-
-def _first(item: Any) -> Tensor:
-    if isinstance(item, (tuple, list)):
-        item = item[0]
-    return torch.as_tensor(item)
-
-
-def _reservoir(
-    data: Any,
-    n_draws: int,
-    generator: torch.Generator | None,
-    example_shape: torch.Size,
-    name: str,
-) -> Tensor:
-    """Uniform sampling without replacement from a stream of batches."""
-    if not isinstance(data, Iterable):
-        raise TypeError(
-            f"`{name}` must be a tensor, a Dataset, a DataLoader or an iterable of "
-            f"batches, got {type(data).__name__}"
-        )
-
-    def examples() -> Iterator[tuple[Tensor, ...]]:
-        for batch in data:
-            x = _first(batch)
-            _check_example_shape(name, x, example_shape)
-            yield (x,)
-
-    sample = reservoir_sample(examples(), n_draws, generator)
-    if not sample:
-        raise ValueError(f"`{name}` is empty")
-    pool = sample[0]
-    check_finite(name, pool)
-    if pool.shape[0] >= n_draws:
-        return pool
-    return pool[draw_without_replacement(pool.shape[0], 1, n_draws, generator)[0]]
-
-
-def _check_example_shape(
-    name: str, examples: Tensor, example_shape: torch.Size
-) -> None:
-    if examples.shape[1:] != example_shape:
-        raise ValueError(
-            f"examples of `{name}` have shape {tuple(examples.shape[1:])}, expected "
-            f"{tuple(example_shape)} (the shape of one input example)"
-        )
+    (drawn,) = draw_references(data, (inputs,), k or 1, generator, name="data")
+    return drawn[:, 0] if k is None else drawn.transpose(0, 1).contiguous()
 
 
 def average_over_baselines(
@@ -545,9 +458,14 @@ def _average(
     batch = attribute_kwargs.get("internal_batch_size")
     f_x = forward_inputs(forward, x, target, additional_forward_args, batch)
     pool = tuple(r.reshape(k * n, *r.shape[2:]) for r in refs)
-    rows = torch.arange(n, device=x[0].device).repeat(k)
-    f_b = evaluate_rows(
-        forward, pool, torch.arange(k * n), rows, n, target, additional_forward_args
+    f_b = forward_rows(
+        forward,
+        lambda rows: tuple(p[rows] for p in pool),
+        torch.arange(n, device=x[0].device).repeat(k),
+        n,
+        target,
+        additional_forward_args,
+        batch,
     )
     expected = f_x - f_b.reshape(k, n).mean(0)
     attributed = sum(m.reshape(n, -1).sum(1) for m in mean)

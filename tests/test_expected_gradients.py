@@ -103,27 +103,37 @@ def test_linear_exactness_over_shapes_and_batching(n, m, repeats, batch):
 
 
 def test_delta_and_standard_error_are_those_of_the_drawn_samples():
-    model = tanh_net()
-    x = torch.randn(3, 4, dtype=DT)
-    pool = torch.randn(50, 4, dtype=DT)
-    eg = ExpectedGradients(model)
-    attr, delta = eg.attribute(
-        x, pool, n_samples=20, generator=seeded(), return_convergence_delta=True
+    # n_samples == M: every example draws every reference exactly once, so the
+    # references drawn are known; on a linear model each draw's term is exactly
+    # f(x) - f(x'_j), which gives the standard error in closed form
+    model = linear_model()
+    x = torch.randn(3, 5, dtype=DT)
+    pool = torch.randn(20, 5, dtype=DT)
+    attr, delta, se = ExpectedGradients(model).attribute(
+        x,
+        pool,
+        20,
+        target=0,
+        generator=seeded(),
+        return_convergence_delta=True,
+        return_standard_error=True,
     )
-    totals = eg.last_sample_totals
-    assert totals is not None and totals.shape == (3, 20)
-    assertTensorAlmostEqual(None, attr.sum(1), totals.mean(1), 1e-12, mode="max")
-    f_x = model(x).squeeze(1).detach()
-    assert eg.last_reference_outputs is not None
-    expected_delta = attr.sum(1) - (f_x - eg.last_reference_outputs.mean(1))
+    f_x, f_pool = model(x).detach()[:, 0], model(pool).detach()[:, 0]
+    terms = f_x[:, None] - f_pool[None, :]
+    assertTensorAlmostEqual(None, attr.sum(1), terms.mean(1), 1e-12, mode="max")
+    expected_delta = attr.sum(1) - (f_x - f_pool.mean())
     assertTensorAlmostEqual(None, delta, expected_delta, 1e-12, mode="max")
-    se = eg.last_standard_error
-    assert se is not None
-    assertTensorAlmostEqual(None, se, totals.std(1) / 20**0.5, delta=1e-12, mode="max")
-    assert torch.isnan(standard_error(totals[:, :1])).all()
-
-
-# --- agreement with Captum -----------------------------------------------------------
+    assertTensorAlmostEqual(None, se, standard_error(terms), delta=1e-12, mode="max")
+    assertTensorAlmostEqual(None, se, terms.std(1) / 20**0.5, delta=1e-12, mode="max")
+    assert torch.isnan(standard_error(terms[:, :1])).all()
+    # the tanh net: the delta is that of the draws made
+    net = tanh_net()
+    attr, delta = ExpectedGradients(net).attribute(
+        x[:, :4], pool[:, :4], 20, generator=seeded(), return_convergence_delta=True
+    )
+    f_x, f_pool = net(x[:, :4]).detach()[:, 0], net(pool[:, :4]).detach()[:, 0]
+    expected_delta = attr.sum(1) - (f_x - f_pool.mean())
+    assertTensorAlmostEqual(None, delta, expected_delta, 1e-12, mode="max")
 
 
 def test_converges_to_integrated_gradients_with_one_reference():
@@ -218,11 +228,12 @@ def test_standard_error_covers_the_true_error():
     x = torch.randn(40, 4, dtype=DT)
     pool = 2 * torch.randn(2000, 4, dtype=DT)
     eg = ExpectedGradients(model)
-    attr = eg.attribute(x, pool, n_samples=64, generator=seeded())
-    assert eg.last_reference_outputs is None  # only computed for the delta
+    attr, se = eg.attribute(
+        x, pool, n_samples=64, generator=seeded(), return_standard_error=True
+    )
     with torch.no_grad():
         truth = model(x).squeeze(1) - model(pool).mean()
-    z = (attr.sum(1) - truth) / eg.last_standard_error
+    z = (attr.sum(1) - truth) / se
     assert (z.abs() < 2.5).float().mean() > 0.85
 
 
@@ -454,7 +465,7 @@ def test_model_unchanged_when_forward_raises_midway(fail_at):
                 torch.rand(2, 3, 8, 8),
                 torch.rand(5, 3, 8, 8),
                 target=0,
-                n_samples=6,
+                n_samples=10,
                 internal_batch_size=4,
             )
 
@@ -467,13 +478,13 @@ def test_model_unchanged_when_forward_raises_midway(fail_at):
     [
         ({"baselines": torch.zeros(0, 5)}, ValueError, "empty"),
         ({"baselines": torch.zeros(4, 6)}, ValueError, "shaped"),
-        ({"baselines": torch.zeros(4, 1, 5)}, ValueError, "callable"),
+        ({"baselines": torch.zeros(4, 1, 5)}, ValueError, "does not fit"),
         ({"baselines": (torch.zeros(4, 5), torch.zeros(4, 5))}, ValueError, "one"),
         ({"baselines": torch.full((4, 5), float("nan"))}, ValueError, "NaN"),
         ({"baselines": TensorDataset(torch.zeros(0, 5))}, ValueError, "empty"),
         ({"baselines": DataLoader(Stream(torch.zeros(0, 5)))}, ValueError, "empty"),
-        ({"baselines": None}, TypeError, "baselines"),
-        ({"baselines": [torch.zeros(5)]}, TypeError, "baselines"),
+        ({"baselines": "references"}, TypeError, "baselines"),
+        ({"baselines": [object()]}, TypeError, "baselines"),
         ({"baselines": lambda x, n_samples, generator: x}, ValueError, "n_samples"),
         ({"n_samples": 0}, ValueError, "n_samples"),
         ({"n_samples": 2.5}, TypeError, "n_samples"),
@@ -603,3 +614,31 @@ def test_gaussian_partial_is_a_valid_source():
         return_convergence_delta=True,
     )
     assert attr.shape == (2, 4) and delta.abs().max() < 0.05
+
+
+def test_noise_tunnel_drawing_baselines_from_the_pool():
+    # NoiseTunnel(draw_baseline_from_distrib=True) draws one reference per noisy
+    # copy and EG draws its n_samples from those: on a linear model every term
+    # is w (x + eps - x'), so the result is w (x - mean of the references drawn)
+    model = linear_model()
+    x = torch.randn(3, 5, dtype=DT)
+    pool = torch.randn(40, 5, dtype=DT)
+    np.random.seed(0)
+    attr, delta = NoiseTunnel(ExpectedGradients(model)).attribute(
+        x,
+        nt_type="smoothgrad",
+        nt_samples=8,
+        stdevs=0.0,
+        draw_baseline_from_distrib=True,
+        baselines=pool,
+        target=1,
+        n_samples=4,
+        return_convergence_delta=True,
+    )
+    assert attr.shape == x.shape and delta.shape == (24,)
+    assert delta.abs().max() < 1e-12  # complete over the references drawn
+    # the references drawn are pool members: the attribution lies between the
+    # extremes the pool allows, and converges to EG over the whole pool
+    w = model.weight[1].detach()
+    assert bool(((x - attr / w) - pool.min(0).values >= -1e-9).all())
+    assert bool(((x - attr / w) - pool.max(0).values <= 1e-9).all())

@@ -230,7 +230,7 @@ def test_target_forms_match_one_example_at_a_time(target):
         assert_close(delta[i : i + 1], one_delta, rtol=0, atol=1e-12)
 
 
-def test_tuple_target_and_softmax_scores():
+def test_tuple_target_and_probability_score():
     model = small_cnn(n_classes=6).double()
 
     def grid_output(x: Tensor) -> Tensor:
@@ -247,7 +247,7 @@ def test_tuple_target_and_softmax_scores():
         return torch.softmax(model(x), dim=1)
 
     soft, soft_delta = LayerRSIGradCam(model, model[4]).attribute(
-        x, target=1, n_steps=3, scores="softmax", return_convergence_delta=True
+        x, target=1, n_steps=3, score="probability", return_convergence_delta=True
     )
     wrapped, wrapped_delta = LayerRSIGradCam(probabilities, model[4]).attribute(
         x, target=1, n_steps=3, return_convergence_delta=True
@@ -392,7 +392,7 @@ def test_torchvision_models_small_inputs(arch, layer_name):
     "kwargs, error, match",
     [
         (dict(rule="midpoint"), ValueError, "rule"),
-        (dict(scores="probits"), ValueError, "scores"),
+        (dict(score="probits"), ValueError, "score"),
         (dict(n_steps=0), ValueError, "n_steps"),
         (dict(internal_batch_size=0), ValueError, "internal_batch_size"),
         (dict(target=7), ValueError, "target"),

@@ -52,12 +52,18 @@ def _ones(model: nn.Module) -> Patterns:
 
 @pytest.mark.parametrize(
     "method, n_steps, internal_batch_size",
-    [("gausslegendre", 8, None), ("riemann_trapezoid", 5, 3), ("riemann_left", 4, 7)],
+    [
+        ("gausslegendre", 8, None),
+        ("riemann_left", 4, 7),
+        ("riemann_right", 5, 3),
+        ("riemann_middle", 6, None),
+    ],
 )
-def test_pgig_with_ones_equals_captum_ig_exactly(method, n_steps, internal_batch_size):
-    model = randomise_batchnorms(small_cnn())
-    x = torch.randn(3, 3, 8, 8)
-    baselines = torch.rand(3, 3, 8, 8)
+def test_pgig_with_ones_equals_captum_ig(method, n_steps, internal_batch_size):
+    # where Captum's rules weigh correctly, PGIG with all-ones patterns is IG
+    model = randomise_batchnorms(small_cnn()).double()
+    x = torch.randn(3, 3, 8, 8, dtype=torch.float64)
+    baselines = torch.rand(3, 3, 8, 8, dtype=torch.float64)
     target = torch.tensor([0, 2, 3])
     kwargs = dict(
         target=target,
@@ -70,7 +76,27 @@ def test_pgig_with_ones_equals_captum_ig_exactly(method, n_steps, internal_batch
         got = PatternGuidedIntegratedGradients(model, _ones(model)).attribute(
             x, baselines, **kwargs
         )
-    assert torch.equal(got, expected)
+    # Captum rounds the quadrature weights to float32: agreement to that precision
+    torch.testing.assert_close(got, expected, atol=1e-8, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "method", ["gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_middle"]
+)
+@pytest.mark.parametrize("n_steps", [2, 3, 10, 17])
+def test_pgig_integrates_correctly_under_every_rule(method, n_steps):
+    # a linear model with all-ones patterns: the integrand is constant, so every
+    # correctly weighted rule gives exactly f(x) - f(x'); Captum's trapezoid
+    # would give (n - 1) / n of it
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 3)).double()
+    x = torch.randn(4, 6, dtype=torch.float64)
+    baselines = torch.randn(4, 6, dtype=torch.float64)
+    got = PatternGuidedIntegratedGradients(model, _ones(model)).attribute(
+        x, baselines, target=1, n_steps=n_steps, method=method
+    )
+    gap = (model(x) - model(baselines))[:, 1].detach()
+    torch.testing.assert_close(got.sum(1), gap, atol=1e-10, rtol=0)
 
 
 def test_pgig_accepts_every_baseline_form_of_captum_ig():
@@ -91,7 +117,7 @@ def test_pgig_accepts_every_baseline_form_of_captum_ig():
     ):
         expected = ig.attribute(x, baselines, target=1, n_steps=6)
         got = pgig.attribute(x, baselines, target=1, n_steps=6)
-        assert torch.equal(got, expected)
+        torch.testing.assert_close(got, expected, atol=1e-7, rtol=1e-5)
 
 
 def test_pgig_local_attribution_and_noise_tunnel():
@@ -401,7 +427,7 @@ def test_multi_input_model_and_additional_forward_args():
     )
     assert isinstance(got, tuple) and len(got) == 2
     for a, b in zip(got, ig, strict=True):
-        assert torch.equal(a, b)
+        torch.testing.assert_close(a, b, atol=1e-8, rtol=1e-5)  # float32 weights
     pa = PatternAttribution(model, _random_patterns(model)).attribute(
         x, target=0, additional_forward_args=(2.0,)
     )
@@ -463,3 +489,68 @@ def test_bad_arguments():
         PatternAttribution(lambda t: t, patterns)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="patterns"):
         PatternAttribution(model, [1, 2])  # type: ignore[arg-type]
+
+
+# ------------------------------------------------ the authors' probability weighting
+
+
+def _mlp_and_patterns() -> tuple[nn.Module, Patterns]:
+    torch.manual_seed(7)
+    model = nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 4)).double()
+    return model, _random_patterns(model, seed=3)
+
+
+def _patterned_probability_gradient(model, patterns, z, target):
+    """``p_t(z) * d(p) p_t / d(p) z`` by hand: softmax, then ``(w * p)^T``."""
+    w1 = model[0].weight * patterns["0"]
+    w2 = model[2].weight * patterns["2"]
+    hidden = model[0](z)
+    p = torch.softmax(model(z), dim=1)
+    p_t = p[torch.arange(len(z)), target]
+    one_hot = F.one_hot(target, 4).double()
+    grad = p_t[:, None] * (one_hot - p)  # d p_t / d logits
+    grad = (grad @ w2) * (hidden > 0)
+    return (p_t[:, None] * (grad @ w1)).detach()
+
+
+def test_pattern_attribution_probability_weighted_matches_hand_computation():
+    model, patterns = _mlp_and_patterns()
+    x = torch.randn(3, 5, dtype=torch.float64)
+    target = torch.tensor([0, 3, 1])
+    with model_unchanged(model):
+        got = PatternAttribution(model, patterns).attribute(
+            x, target=target, probability_weighted=True
+        )
+    expected = _patterned_probability_gradient(model, patterns, x, target)
+    torch.testing.assert_close(got, expected, atol=1e-14, rtol=1e-12)
+    # the default is the paper's: started from the output, not the probability
+    default = PatternAttribution(model, patterns).attribute(x, target=target)
+    assert not torch.allclose(default, got)
+
+
+def test_pgig_probability_weighted_matches_hand_computation():
+    model, patterns = _mlp_and_patterns()
+    x = torch.randn(2, 5, dtype=torch.float64)
+    baseline = torch.randn(2, 5, dtype=torch.float64)
+    target = torch.tensor([2, 1])
+    n = 7
+    with model_unchanged(model):
+        got = PatternGuidedIntegratedGradients(model, patterns).attribute(
+            x,
+            baseline,
+            target=target,
+            n_steps=n,
+            method="riemann_middle",
+            probability_weighted=True,
+        )
+    expected = (
+        sum(
+            _patterned_probability_gradient(
+                model, patterns, baseline + (k + 0.5) / n * (x - baseline), target
+            )
+            for k in range(n)
+        )
+        * (x - baseline)
+        / n
+    )
+    torch.testing.assert_close(got, expected, atol=1e-14, rtol=1e-12)

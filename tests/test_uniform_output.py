@@ -147,7 +147,7 @@ def test_model_left_as_found_also_on_error():
 
 def test_progress_bar(capsys):
     uniform_output(
-        _rgb_model(), torch.zeros(1, 3, 6, 6).double(), n_iter=3, progress=True
+        _rgb_model(), torch.zeros(1, 3, 6, 6).double(), n_iter=3, show_progress=True
     )
     assert "uniform_output" in capsys.readouterr().err
 

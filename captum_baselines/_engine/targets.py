@@ -52,8 +52,41 @@ def select_additional_args(args: Any, rows: Tensor, n_examples: int) -> Any:
     return selected
 
 
+def check_target_form(target: Any, n_examples: int) -> None:
+    """Checks the type and length of ``target`` before any work is done."""
+    if target is None or isinstance(target, (int, tuple)):
+        if isinstance(target, bool):
+            raise TypeError("`target` must be an int, not a bool")
+        return
+    if isinstance(target, Tensor):
+        if target.is_floating_point() or target.is_complex():
+            raise TypeError(f"`target` tensor must hold integers, got {target.dtype}")
+        if target.numel() not in (1, n_examples):
+            raise TargetError(
+                f"`target` tensor must hold 1 or {n_examples} (batch size) values, "
+                f"got {target.numel()}"
+            )
+        return
+    if isinstance(target, list):
+        if len(target) != n_examples:
+            raise TargetError(
+                f"`target` list must have one entry per example ({n_examples}), "
+                f"got {len(target)}"
+            )
+        return
+    raise TypeError(
+        "`target` must be None, an int, a tuple, a tensor or a list, "
+        f"got {type(target).__name__}"
+    )
+
+
 def check_target(target: Any, output: Tensor, n_examples: int) -> None:
-    """Raises a clear error for targets that do not index ``output``."""
+    """Raises a :class:`TargetError` for targets that do not index ``output``.
+
+    ``output`` is the model's output for ``n_examples`` rows, ``target`` the
+    target of those rows (see :func:`select_target`).
+    """
+    check_target_form(target, n_examples)
     if target is None:
         return
     if output.dim() < 2:
@@ -61,40 +94,24 @@ def check_target(target: Any, output: Tensor, n_examples: int) -> None:
             "`target` was given but the model returns one value per example "
             f"(output shape {tuple(output.shape)}); pass target=None"
         )
-    if isinstance(target, tuple):
-        index = target
+    indices = (
+        [target]
+        if isinstance(target, (int, tuple))
+        else target.reshape(-1).tolist()
+        if isinstance(target, Tensor)
+        else list(target)
+    )
+    for index in indices:
+        index = index if isinstance(index, tuple) else (int(index),)
         if len(index) != output.dim() - 1 or any(
-            not -s <= i < s for i, s in zip(index, output.shape[1:])
+            not -s <= int(i) < s for i, s in zip(index, output.shape[1:])
         ):
+            if output.dim() == 2 and len(index) == 1:
+                raise TargetError(
+                    f"`target` {index[0]} is out of range for a model with "
+                    f"{output.shape[1]} outputs"
+                )
             raise TargetError(
-                f"`target` {target} does not index an output of shape "
+                f"`target` {index} does not index an output of shape "
                 f"{tuple(output.shape)}"
             )
-        return
-    n_outputs = output.shape[1]
-    if isinstance(target, int):
-        values = [target]
-    elif isinstance(target, Tensor):
-        if target.numel() not in (1, n_examples):
-            raise TargetError(
-                f"`target` tensor must hold 1 or {n_examples} (batch size) values, "
-                f"got {target.numel()}"
-            )
-        values = target.reshape(-1).tolist()
-    elif isinstance(target, list):
-        if len(target) != n_examples:
-            raise TargetError(
-                f"`target` list must have one entry per example ({n_examples}), "
-                f"got {len(target)}"
-            )
-        values = [t for t in target if isinstance(t, int)]
-    else:
-        raise TypeError(
-            "`target` must be None, an int, a tuple, a tensor or a list, "
-            f"got {type(target).__name__}"
-        )
-    bad = [v for v in values if not -n_outputs <= int(v) < n_outputs]
-    if bad:
-        raise TargetError(
-            f"`target` {bad[0]} is out of range for a model with {n_outputs} outputs"
-        )

@@ -1,17 +1,16 @@
 """Attribution methods of captum-baselines, all following Captum's conventions."""
 
+from .adaptive_ig import (
+    AdaptiveIntegratedGradients,
+    AdaptiveResult,
+    adaptive_integrated_gradients,
+)
 from .expected_gradients import (
     ExpectedGradients,
     expected_gradients_and_smoothgrad,
     standard_error,
 )
-from .integrated_gradients import (
-    AdaptiveIntegratedGradients,
-    AdaptiveResult,
-    QuadratureIntegratedGradients,
-    adaptive_integrated_gradients,
-    quadrature,
-)
+from .integrated_gradients import QuadratureIntegratedGradients, quadrature
 from .layer_rsi_grad_cam import LayerRSIGradCam
 from .patterns import Patterns, fit_patterns
 from .pgig import PatternAttribution, PatternGuidedIntegratedGradients

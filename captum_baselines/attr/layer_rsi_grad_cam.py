@@ -26,33 +26,30 @@ from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
-from captum._utils.common import _format_output, _run_forward
+from captum._utils.common import _format_output
 from captum._utils.gradient import compute_layer_gradients_and_eval
 from captum._utils.typing import BaselineType, TargetType
-from captum.attr._utils.attribution import GradientAttribution, LayerAttribution
+from captum.attr import GradientAttribution, LayerAttribution
 from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 from tqdm.auto import tqdm
 
-from .._engine.path import forward_inputs
-from .._engine.targets import (
-    check_target,
-    select_additional_args,
-    select_target,
+from .._engine.forward import (
+    Score,
+    check_score,
+    forward_inputs,
+    probe_target,
+    scored,
 )
+from .._engine.inputs import format_path_arguments
+from .._engine.path import StraightLinePath
+from .._engine.targets import select_additional_args, select_target
 from .._hooks import eval_mode
-from .._validation import (
-    check_finite,
-    check_inputs,
-    check_optional_positive_int,
-    check_positive_int,
-)
+from .._validation import check_positive_int
 
 Rule = Literal["trapezoid", "left", "right"]
-Scores = Literal["logits", "softmax"]
 RULES = ("trapezoid", "left", "right")
-SCORES = ("logits", "softmax")
 
 
 @dataclass
@@ -87,8 +84,8 @@ class LayerRSIGradCam(LayerAttribution, GradientAttribution):
     ``LayerAttribution.interpolate(attr, (H, W), "bilinear")`` (Captum's default
     there is ``"nearest"``).
 
-    The authors score the post-softmax probability; pass ``scores="softmax"`` to
-    :meth:`attribute` for that (the default scores the model's raw output).
+    The authors score the post-softmax probability; pass ``score="probability"``
+    to :meth:`attribute` for that (the default scores the model's raw output).
     """
 
     def __init__(
@@ -123,7 +120,7 @@ class LayerRSIGradCam(LayerAttribution, GradientAttribution):
         *,
         return_convergence_delta: Literal[True],
         rule: Rule = "trapezoid",
-        scores: Scores = "logits",
+        score: Score = "logit",
         relu_gradients: bool = False,
         positive_units_only: bool = False,
         show_progress: bool = False,
@@ -143,7 +140,7 @@ class LayerRSIGradCam(LayerAttribution, GradientAttribution):
         return_convergence_delta: Literal[False] = False,
         *,
         rule: Rule = "trapezoid",
-        scores: Scores = "logits",
+        score: Score = "logit",
         relu_gradients: bool = False,
         positive_units_only: bool = False,
         show_progress: bool = False,
@@ -163,7 +160,7 @@ class LayerRSIGradCam(LayerAttribution, GradientAttribution):
         return_convergence_delta: bool = False,
         *,
         rule: Rule = "trapezoid",
-        scores: Scores = "logits",
+        score: Score = "logit",
         relu_gradients: bool = False,
         positive_units_only: bool = False,
         show_progress: bool = False,
@@ -198,9 +195,9 @@ class LayerRSIGradCam(LayerAttribution, GradientAttribution):
                 ``"trapezoid"`` (mean of both ends, the authors' code; error
                 ~1/m^2 on smooth models), ``"left"`` or ``"right"`` (the end
                 nearer the input, the paper's eq. 6; error ~1/m).
-            scores (str, optional): ``"logits"`` differentiates the model's
-                output as is; ``"softmax"`` its softmax over dimension 1 (the
-                paper's choice). The delta uses the same scores.
+            score (str, optional): ``"logit"`` differentiates the model's
+                output as is; ``"probability"`` its softmax over dimension 1
+                (the paper's choice). The delta uses the same score.
             relu_gradients (bool, optional): Zero each step's negative
                 gradients before integrating (the authors' PyTorch notebook).
                 Breaks completeness. Default: False.
@@ -230,7 +227,7 @@ class LayerRSIGradCam(LayerAttribution, GradientAttribution):
             torch.Size([2, 1, 2, 2])
             >>> heatmap = LayerAttribution.interpolate(cam, (64, 64), "bilinear")
         """
-        x, x_ref = _inputs_and_path_starts(inputs, baselines)
+        x, x_ref = format_path_arguments(inputs, baselines, target, internal_batch_size)
         weights, path = self._weights_and_path(
             x,
             x_ref,
@@ -240,7 +237,7 @@ class LayerRSIGradCam(LayerAttribution, GradientAttribution):
             attribute_to_layer_input,
             internal_batch_size,
             rule,
-            scores,
+            score,
             relu_gradients,
             positive_units_only,
             show_progress,
@@ -255,7 +252,7 @@ class LayerRSIGradCam(LayerAttribution, GradientAttribution):
         if not return_convergence_delta:
             return attributions
         delta = self._completeness_residual(
-            path, x, x_ref, target, additional_forward_args, scores
+            path, x, x_ref, target, additional_forward_args, score
         )
         return attributions, delta
 
@@ -270,7 +267,7 @@ class LayerRSIGradCam(LayerAttribution, GradientAttribution):
         internal_batch_size: int | None = None,
         *,
         rule: Rule = "trapezoid",
-        scores: Scores = "logits",
+        score: Score = "logit",
         relu_gradients: bool = False,
         positive_units_only: bool = False,
         show_progress: bool = False,
@@ -285,7 +282,7 @@ class LayerRSIGradCam(LayerAttribution, GradientAttribution):
         head) this is exactly Grad-CAM's weight times ``mean_ij(A_k(input) -
         A_k(baseline))``.
         """
-        x, x_ref = _inputs_and_path_starts(inputs, baselines)
+        x, x_ref = format_path_arguments(inputs, baselines, target, internal_batch_size)
         weights, _ = self._weights_and_path(
             x,
             x_ref,
@@ -295,7 +292,7 @@ class LayerRSIGradCam(LayerAttribution, GradientAttribution):
             attribute_to_layer_input,
             internal_batch_size,
             rule,
-            scores,
+            score,
             relu_gradients,
             positive_units_only,
             show_progress,
@@ -315,22 +312,17 @@ class LayerRSIGradCam(LayerAttribution, GradientAttribution):
         attribute_to_layer_input: bool,
         internal_batch_size: int | None,
         rule: str,
-        scores: str,
+        score: str,
         relu_gradients: bool,
         positive_units_only: bool,
         show_progress: bool,
     ) -> tuple[tuple[Tensor, ...], PathIntegrals]:
         if rule not in RULES:
             raise ValueError(f"`rule` must be one of {RULES}, got {rule!r}")
-        if scores not in SCORES:
-            raise ValueError(f"`scores` must be one of {SCORES}, got {scores!r}")
+        score_fn = scored(self.forward_func, check_score(score))
         n_steps = check_positive_int("n_steps", n_steps)
-        internal_batch_size = check_optional_positive_int(
-            "internal_batch_size", internal_batch_size
-        )
-        score_fn = _scored(self.forward_func, scores)
         with eval_mode(self.forward_func):
-            _check_target_once(score_fn, x, target, additional_forward_args)
+            probe_target(score_fn, x, target, additional_forward_args)
             path = riemann_stieltjes_integrals(
                 score_fn,
                 cast(Module, self.layer),
@@ -371,9 +363,9 @@ class LayerRSIGradCam(LayerAttribution, GradientAttribution):
         x_ref: tuple[Tensor, ...],
         target: TargetType,
         additional_forward_args: Any,
-        scores: str,
+        score: str,
     ) -> Tensor:
-        score_fn = _scored(self.forward_func, scores)
+        score_fn = scored(self.forward_func, check_score(score))
         with eval_mode(self.forward_func):
             y_input = forward_inputs(score_fn, x, target, additional_forward_args)
             y_baseline = forward_inputs(
@@ -411,6 +403,14 @@ def riemann_stieltjes_integrals(
     n_points = n * points_per_path
     size = internal_batch_size or n_points
     alphas = torch.linspace(0.0, 1.0, points_per_path, dtype=torch.float64)
+    device = inputs[0].device
+    path = StraightLinePath.from_baselines(
+        inputs,
+        baselines,
+        torch.arange(n, device=device).repeat_interleave(points_per_path),
+        alphas.repeat(n),
+        torch.ones(n_points, dtype=torch.float64),
+    )
     sums: list[Tensor] = []
     at_input: list[Tensor] = []
     at_baseline: list[Tensor] = []
@@ -422,7 +422,7 @@ def riemann_stieltjes_integrals(
         grads, acts = compute_layer_gradients_and_eval(
             forward_func,
             layer,
-            _path_points(inputs, baselines, example, alphas[step]),
+            path.points_of(slice(start, start + len(point))),
             select_target(target, example),
             select_additional_args(additional_forward_args, example, n),
             device_ids=device_ids,
@@ -455,19 +455,6 @@ def riemann_stieltjes_integrals(
     return PathIntegrals(tuple(sums), tuple(at_input), tuple(at_baseline))
 
 
-def _path_points(
-    inputs: tuple[Tensor, ...],
-    baselines: tuple[Tensor, ...],
-    example: Tensor,
-    alpha: Tensor,
-) -> tuple[Tensor, ...]:
-    """``I_0 + alpha (I - I_0)`` per row; exactly ``I_0`` at 0 and ``I`` at 1."""
-    return tuple(
-        torch.lerp(b[example.to(b.device)], x[example.to(x.device)], _column(alpha, x))
-        for x, b in zip(inputs, baselines, strict=True)
-    )
-
-
 def _step_heights(rule: str, g_before: Tensor, g_after: Tensor) -> Tensor:
     """The gradient that multiplies a step's activation increment."""
     if rule == "left":
@@ -477,99 +464,8 @@ def _step_heights(rule: str, g_before: Tensor, g_after: Tensor) -> Tensor:
     return (g_before + g_after) / 2
 
 
-def _inputs_and_path_starts(
-    inputs: Tensor | tuple[Tensor, ...], baselines: BaselineType
-) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
-    """The inputs as a checked tuple, and the baselines expanded to match."""
-    x = check_inputs("inputs", inputs)
-    for t in x:
-        if not t.is_floating_point():
-            raise TypeError(f"`inputs` must be floating point, got {t.dtype}")
-    return x, _path_starts(x, baselines)
-
-
-def _path_starts(
-    inputs: tuple[Tensor, ...], baselines: BaselineType
-) -> tuple[Tensor, ...]:
-    """Baselines in Captum's forms, expanded to tensors shaped like ``inputs``."""
-    if baselines is None:
-        return tuple(torch.zeros_like(x) for x in inputs)
-    given = baselines if isinstance(baselines, tuple) else (baselines,)
-    if len(given) != len(inputs):
-        raise ValueError(
-            f"`baselines` must hold one entry per input tensor ({len(inputs)}), "
-            f"got {len(given)}"
-        )
-    starts = []
-    for i, (b, x) in enumerate(zip(given, inputs, strict=True)):
-        label = "baselines" if len(inputs) == 1 else f"baselines[{i}]"
-        if isinstance(b, bool) or not isinstance(b, (int, float, Tensor)):
-            raise TypeError(
-                f"`{label}` must be a number or a tensor, got {type(b).__name__}"
-            )
-        if not isinstance(b, Tensor):
-            b = torch.full_like(x, float(b))
-        elif b.dim() == 0:
-            b = torch.full_like(x, float(b.item()))
-        elif b.shape != x.shape and not (
-            b.shape[0] == 1 and b.shape[1:] == x.shape[1:]
-        ):
-            raise ValueError(
-                f"`{label}` must have the shape of the inputs {tuple(x.shape)} or "
-                f"batch size 1, got {tuple(b.shape)}"
-            )
-        b = b.to(device=x.device, dtype=x.dtype).expand_as(x)
-        check_finite(label, b)
-        starts.append(b)
-    return tuple(starts)
-
-
-def _scored(forward_func: Callable[..., Any], scores: str) -> Callable[..., Any]:
-    if scores == "logits":
-        return forward_func
-
-    def softmax_scores(*args: Any, **kwargs: Any) -> Tensor:
-        return torch.softmax(forward_func(*args, **kwargs), dim=1)
-
-    return softmax_scores
-
-
-def _check_target_once(
-    forward_func: Callable[..., Any],
-    inputs: tuple[Tensor, ...],
-    target: TargetType,
-    additional_forward_args: Any,
-) -> None:
-    """Checks ``target`` against the output of one example, before the long loop."""
-    n = inputs[0].shape[0]
-    first = torch.zeros(1, dtype=torch.long)
-    with torch.no_grad():
-        out = _run_forward(
-            forward_func,
-            tuple(t[:1] for t in inputs),
-            None,
-            select_additional_args(additional_forward_args, first, n),
-        )
-    if not isinstance(out, Tensor):
-        raise TypeError(
-            f"`forward_func` must return a tensor, got {type(out).__name__}"
-        )
-    check_target(target, out.expand(n, *out.shape[1:]), n)
-    if target is None and out[0].numel() != 1:
-        raise ValueError(
-            "`target` is required: the model returns "
-            f"{out[0].numel()} values per example"
-        )
-
-
 def _spatial_mean(t: Tensor) -> Tensor:
     return t.mean(dim=tuple(range(2, t.dim())), keepdim=True) if t.dim() > 2 else t
-
-
-def _column(values: Tensor, like: Tensor) -> Tensor:
-    return values.to(device=like.device, dtype=like.dtype).reshape(
-        -1, *([1] * (like.dim() - 1))
-    )
 
 
 __all__ = ["LayerRSIGradCam", "PathIntegrals", "riemann_stieltjes_integrals"]

@@ -6,30 +6,38 @@ With ``d(p)`` the gradient in which every patterned layer backpropagates through
     PA_i(x)   = f(x) * d(p) f(x) / d(p) x_i
     PGIG_i(x) = (x_i - x'_i) * integral_0^1 d(p) f(x' + a (x - x')) / d(p) x_i da
 
-PGIG is Captum's :class:`~captum.attr.IntegratedGradients` run inside the
-pattern-replacing backward, so every IG option (``n_steps``, ``method``,
-``internal_batch_size``, baselines) carries over unchanged.
+PGIG is the package's quadrature Integrated Gradients run inside the
+pattern-replacing backward, so every IG option (``n_steps``, the correctly
+weighted rules of ``method``, ``internal_batch_size``, baselines) carries over.
+
+Both follow the equations of the papers by default.  The PGIG authors' code
+differs in one respect, offered as ``probability_weighted=True``: it explains the
+softmax probability ``p`` of the target, back-propagated through the softmax, and
+starts every backward pass from ``p`` itself rather than from 1, so each path
+point's patterned gradient is weighted by the probability there::
+
+    PA_i(x)   = p(x) * d(p) p(x) / d(p) x_i
+    PGIG_i(x) = (x_i - x'_i) * integral_0^1 p(z) d(p) p(z) / d(p) z_i da,
+                z = x' + a (x - x')
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Callable, cast
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
-from captum._utils.common import (
-    _format_output,
-    _format_tensor_into_tuples,
-    _is_tuple,
-)
+import torch
 from captum._utils.typing import BaselineType, TargetType, TensorOrTupleOfTensorsGeneric
-from captum.attr import IntegratedGradients
-from captum.attr._utils.attribution import GradientAttribution
+from captum.attr import GradientAttribution
 from captum.log import log_usage
 from torch import Tensor, nn
 
-from .._engine.targets import check_target
+from .._engine.forward import scored
+from .._engine.inputs import format_inputs, format_path_arguments, format_result
+from .._engine.path import gradients_at
+from .._engine.targets import check_target_form
 from .._hooks import eval_mode
-from .._validation import check_inputs, check_positive_int
+from .integrated_gradients import check_rule, integrated_gradients
 from .pattern_backward import PatternedWeights, pattern_backward
 from .patterns import Patterns
 
@@ -64,12 +72,6 @@ class PatternAttribution(GradientAttribution):
     where that output is zero.  Layers without a pattern use their ordinary
     gradient.
 
-    Args:
-        model: The network; its modules are hooked only during ``attribute``.
-        patterns: :class:`~captum_baselines.attr.patterns.Patterns` (e.g. from
-            :func:`~captum_baselines.attr.patterns.fit_patterns`) or a mapping
-            from module name to a tensor shaped like that module's weight.
-
     Examples::
 
         >>> patterns = fit_patterns(model, train_images)
@@ -78,10 +80,18 @@ class PatternAttribution(GradientAttribution):
     """
 
     def __init__(self, model: nn.Module, patterns: Mapping[str, Tensor]) -> None:
-        self.patterns = _as_patterns(model, patterns)
+        r"""
+        Args:
+            model (torch.nn.Module): The network; its modules are hooked only
+                during ``attribute``.
+            patterns (Patterns or Mapping[str, Tensor]): The patterns, e.g. from
+                :func:`~captum_baselines.attr.patterns.fit_patterns`, or a mapping
+                from module name to a tensor shaped like that module's weight.
+        """
+        super().__init__(model)
         self.model = model
+        self.patterns = _as_patterns(model, patterns)
         self._patterned_weights = PatternedWeights(model, self.patterns)
-        GradientAttribution.__init__(self, model)
 
     @log_usage()
     def attribute(
@@ -89,13 +99,22 @@ class PatternAttribution(GradientAttribution):
         inputs: TensorOrTupleOfTensorsGeneric,
         target: TargetType = None,
         additional_forward_args: Any = None,
+        *,
+        probability_weighted: bool = False,
     ) -> TensorOrTupleOfTensorsGeneric:
         r"""The PatternAttribution of ``inputs`` at ``target``.
 
         Args:
-            inputs: A tensor or a tuple of tensors, batch first.
-            target: Output index per example, in any form Captum accepts.
-            additional_forward_args: Passed to the model after ``inputs``.
+            inputs (Tensor or tuple[Tensor, ...]): The inputs, batch first.
+            target (int, tuple, Tensor or list, optional): Output index per
+                example, in any of Captum's forms.
+            additional_forward_args (Any, optional): Passed to the model after
+                ``inputs``; per-example tensors follow their example.
+            probability_weighted (bool, optional): Explain the softmax
+                probability ``p`` of the target and start the backward from ``p``
+                (``p(x) * d(p) p / d(p) x``), as the PGIG authors' code does,
+                instead of the paper's ``f(x) * d(p) f / d(p) x`` on the model's
+                output. Default: False.
 
         Returns:
             Attributions shaped like ``inputs`` (a tuple if ``inputs`` is one).
@@ -104,50 +123,46 @@ class PatternAttribution(GradientAttribution):
 
             >>> attribution = PatternAttribution(model, patterns).attribute(x, 3)
         """
-        is_inputs_tuple = _is_tuple(inputs)
-        inputs_tuple = _format_tensor_into_tuples(inputs)
-        check_inputs("inputs", inputs_tuple)
-        points = tuple(t.detach().requires_grad_() for t in inputs_tuple)
-        forward = _target_checked(self.forward_func, target, len(points[0]))
+        x = format_inputs(inputs)
+        n = x[0].shape[0]
+        check_target_form(target, n)
+        explained = _started_from_output(
+            _explained(self.forward_func, probability_weighted)
+        )
         with (
             eval_mode(self.model),
             pattern_backward(self.model, self._patterned_weights),
         ):
-            gradients = self.gradient_func(
-                _started_from_output(forward),
-                points,
+            gradients, _ = gradients_at(
+                explained,
+                x,
+                torch.arange(n, device=x[0].device),
+                n,
                 target,
                 additional_forward_args,
+                check=True,
             )
-        return cast(
-            TensorOrTupleOfTensorsGeneric, _format_output(is_inputs_tuple, gradients)
-        )
+        return cast(TensorOrTupleOfTensorsGeneric, format_result(inputs, gradients))
 
 
 class PatternGuidedIntegratedGradients(GradientAttribution):
     r"""Pattern-Guided Integrated Gradients: IG through the pattern backward.
 
     `Schwarzenberg & Castle 2020, "Pattern-Guided Integrated Gradients"
-    <https://arxiv.org/abs/2007.10685>`_::
+    <https://arxiv.org/abs/2007.10685>`_, eq. 4::
 
         PGIG_i(x) = (x_i - x'_i) * integral_0^1 d(p) f(x' + a (x - x')) / d(p) x_i da
 
     where ``d(p)`` backpropagates through ``w * p`` for every patterned layer
-    (PatternAttribution's backward).  It is computed by Captum's
-    :class:`~captum.attr.IntegratedGradients` with that backward installed, so it
-    takes every option IG takes; with all patterns equal to ones it *is* IG.
+    (PatternAttribution's backward).  The integral is evaluated by the package's
+    quadrature (:class:`~captum_baselines.attr.QuadratureIntegratedGradients`),
+    whose rules all weigh correctly; with all patterns equal to ones it *is*
+    Integrated Gradients.
 
     PGIG is not complete: its attributions do not sum to ``f(x) - f(x')``, since
     the patterned gradient is not the gradient of ``f``.  It therefore reports no
     convergence delta.  Nor is it implementation invariant (two equivalent networks
     get different patterns).
-
-    Args:
-        model: The network; its modules are hooked only during ``attribute``.
-        patterns: :class:`~captum_baselines.attr.patterns.Patterns` or a mapping
-            from module name to a tensor shaped like that module's weight.
-        multiply_by_inputs: Multiply the path integral by ``x - x'`` (global
-            attribution, the paper's) or not (local).
 
     Examples::
 
@@ -163,10 +178,20 @@ class PatternGuidedIntegratedGradients(GradientAttribution):
         patterns: Mapping[str, Tensor],
         multiply_by_inputs: bool = True,
     ) -> None:
-        self.patterns = _as_patterns(model, patterns)
+        r"""
+        Args:
+            model (torch.nn.Module): The network; its modules are hooked only
+                during ``attribute``.
+            patterns (Patterns or Mapping[str, Tensor]): The patterns, or a
+                mapping from module name to a tensor shaped like that module's
+                weight.
+            multiply_by_inputs (bool, optional): Multiply the path integral by
+                ``x - x'`` (global attribution, the paper's) or not (local).
+        """
+        super().__init__(model)
         self.model = model
+        self.patterns = _as_patterns(model, patterns)
         self._patterned_weights = PatternedWeights(model, self.patterns)
-        GradientAttribution.__init__(self, model)
         self._multiply_by_inputs = multiply_by_inputs
 
     @property
@@ -183,21 +208,34 @@ class PatternGuidedIntegratedGradients(GradientAttribution):
         n_steps: int = 50,
         method: str = "gausslegendre",
         internal_batch_size: int | None = None,
+        *,
+        probability_weighted: bool = False,
+        show_progress: bool = False,
     ) -> TensorOrTupleOfTensorsGeneric:
         r"""The PGIG attribution of ``inputs`` at ``target``.
 
         Args:
-            inputs: A tensor or a tuple of tensors, batch first.
-            baselines: Anything Captum's IG accepts: ``None`` (zeros), a scalar,
-                a tensor shaped like ``inputs`` or with first dimension 1, or a
-                tuple of these; ``captum_baselines.baselines`` generators return
-                such tensors.
-            target: Output index per example, in any form Captum accepts.
-            additional_forward_args: Passed to the model after ``inputs``.
-            n_steps: Points on the path.
-            method: Captum's quadrature: ``"gausslegendre"``, ``"riemann_left"``,
-                ``"riemann_right"``, ``"riemann_middle"``, ``"riemann_trapezoid"``.
-            internal_batch_size: Path points per forward/backward pass.
+            inputs (Tensor or tuple[Tensor, ...]): The inputs, batch first.
+            baselines (scalar, Tensor or tuple, optional): The path starts, in the
+                forms :class:`~captum_baselines.attr.QuadratureIntegratedGradients`
+                accepts; ``captum_baselines.baselines`` generators return them.
+                Default: zeros.
+            target (int, tuple, Tensor or list, optional): Output index per
+                example, in any of Captum's forms.
+            additional_forward_args (Any, optional): Passed to the model after
+                ``inputs``.
+            n_steps (int, optional): Quadrature nodes. Default: 50.
+            method (str, optional): ``"gausslegendre"`` (default),
+                ``"riemann_trapezoid"`` (correctly weighted), ``"riemann_left"``,
+                ``"riemann_right"`` or ``"riemann_middle"``.
+            internal_batch_size (int, optional): Path points per forward and
+                backward pass.
+            probability_weighted (bool, optional): Integrate ``p * d(p) p`` of
+                the target's softmax probability ``p``, back-propagated through
+                the softmax (each path point weighted by its probability), as the
+                PGIG authors' code does, instead of the paper's eq. 4 on the
+                model's output. Default: False.
+            show_progress (bool, optional): Show a tqdm bar over the path points.
 
         Returns:
             Attributions shaped like ``inputs`` (a tuple if ``inputs`` is one).
@@ -207,32 +245,40 @@ class PatternGuidedIntegratedGradients(GradientAttribution):
             >>> pgig = PatternGuidedIntegratedGradients(model, patterns)
             >>> attribution = pgig.attribute(x, baselines=0.0, target=3)
         """
-        inputs_tuple = _format_tensor_into_tuples(inputs)
-        check_inputs("inputs", inputs_tuple)
-        check_positive_int("n_steps", n_steps)
-        if internal_batch_size is not None:
-            check_positive_int("internal_batch_size", internal_batch_size)
-        integrated_gradients = IntegratedGradients(
-            _target_checked(self.forward_func, target, len(inputs_tuple[0])),
-            multiply_by_inputs=self._multiply_by_inputs,
-        )
+        x, b = format_path_arguments(inputs, baselines, target, internal_batch_size)
+        n_steps = check_rule(method, n_steps)
+        explained = _explained(self.forward_func, probability_weighted)
+        if probability_weighted:
+            explained = _started_from_output(explained)
         with (
             eval_mode(self.model),
             pattern_backward(self.model, self._patterned_weights),
         ):
-            return cast(
-                TensorOrTupleOfTensorsGeneric,
-                integrated_gradients.attribute(
-                    inputs,
-                    baselines=baselines,
-                    target=target,
-                    additional_forward_args=additional_forward_args,
-                    n_steps=n_steps,
-                    method=method,
-                    internal_batch_size=internal_batch_size,
-                    return_convergence_delta=False,
-                ),
+            attributions = integrated_gradients(
+                explained,
+                x,
+                b,
+                torch.arange(x[0].shape[0], device=x[0].device),
+                method,
+                n_steps,
+                target,
+                additional_forward_args,
+                internal_batch_size,
+                self._multiply_by_inputs,
+                show_progress=show_progress,
             )
+        return cast(TensorOrTupleOfTensorsGeneric, format_result(inputs, attributions))
+
+
+def _explained(
+    forward_func: Callable[..., Any], probability: bool
+) -> Callable[..., Any]:
+    """The model's output, or its softmax probability (the authors' code)."""
+    if not isinstance(probability, bool):
+        raise TypeError(
+            f"`probability_weighted` must be a bool, got {type(probability).__name__}"
+        )
+    return scored(forward_func, "probability" if probability else "logit")
 
 
 def _started_from_output(forward_func: Callable[..., Any]) -> Callable[..., Any]:
@@ -241,25 +287,5 @@ def _started_from_output(forward_func: Callable[..., Any]) -> Callable[..., Any]
     def forward(*args: Any, **kwargs: Any) -> Any:
         output = forward_func(*args, **kwargs)
         return output * output.detach()
-
-    return forward
-
-
-def _target_checked(
-    forward_func: Callable[..., Any], target: TargetType, n_examples: int
-) -> Callable[..., Any]:
-    """``forward_func`` that checks ``target`` against its first output.
-
-    Checking inside the attribution's own first forward pass costs no extra pass.
-    """
-    checked = False
-
-    def forward(*args: Any, **kwargs: Any) -> Any:
-        nonlocal checked
-        output = forward_func(*args, **kwargs)
-        if not checked and isinstance(output, Tensor):
-            check_target(target, output, n_examples)
-            checked = True
-        return output
 
     return forward
