@@ -12,7 +12,8 @@ duration of a ``with`` block (:func:`pattern_backward`).  Every modification is 
 forward hook from :func:`captum_baselines._hooks.registered_hooks`, removed on
 exit, error or not; no parameter is ever written.  A convolution that pads inside
 its own ``forward`` (TensorFlow's "same" padding) is backpropagated through the
-padding it actually applies (:class:`~.pattern_layers.ConvPaddings`).
+padding it actually applies
+(:class:`~captum_baselines.attr.pattern_layers.ConvPaddings`).
 
 Why forward hooks whose returned output carries the modified backward: a full
 backward hook raises with in-place ReLUs (pytorch#61519), and tensor hooks on a
