@@ -14,7 +14,6 @@ from captum_baselines.study.methods import (
     METHODS,
     attribute_with,
     method_generator,
-    progress_keyword,
     register,
     steps,
 )
@@ -165,14 +164,3 @@ def test_method_generators_are_seeded_per_method():
     c = torch.rand(3, generator=method_generator(Settings(seed=1), "ig-gaussian"))
     d = torch.rand(3, generator=method_generator(Settings(seed=2), "ig-uniform"))
     assert torch.equal(a, b) and not torch.equal(a, c) and not torch.equal(a, d)
-
-
-def test_progress_keyword_follows_the_signature():
-    def new(x, show_progress=True):
-        return x
-
-    def old(x, progress=True):
-        return x
-
-    assert progress_keyword(new, False) == {"show_progress": False}
-    assert progress_keyword(old, True) == {"progress": True}

@@ -301,9 +301,7 @@ def pattern_guided_integrated_gradients(
     from ..attr.pgig import PatternGuidedIntegratedGradients
     from ..baselines import black
 
-    patterns = fit_patterns(
-        problem.model, problem.reference_data, **progress_keyword(fit_patterns, False)
-    )
+    patterns = fit_patterns(problem.model, problem.reference_data, show_progress=False)
     pgig = PatternGuidedIntegratedGradients(problem.model, patterns)
     return attribute_with(
         pgig,
@@ -343,18 +341,6 @@ def rsi_grad_cam(problem: Problem, settings: Settings) -> AttributionFn:
     return attribute_with(rsi, problem, settings, delta=True, baselines=baseline)
 
 
-def progress_keyword(function: Callable[..., Any], show: bool) -> dict[str, Any]:
-    """``{keyword: show}`` for the keyword of ``function``'s progress bar.
-
-    The package is moving from ``progress`` to ``show_progress`` everywhere;
-    this accepts either until every function has moved.
-    """
-    import inspect
-
-    parameters = inspect.signature(function).parameters
-    return {"show_progress" if "show_progress" in parameters else "progress": show}
-
-
 __all__ = [
     "METHODS",
     "UNIFORM_OUTPUT_ITERATIONS",
@@ -365,7 +351,6 @@ __all__ = [
     "averaged_integrated_gradients",
     "integrated_gradients",
     "method_generator",
-    "progress_keyword",
     "register",
     "steps",
     "steps_per_baseline",

@@ -33,7 +33,7 @@ from .loading import (
     normalize,
     resolve_targets,
 )
-from .methods import METHODS, AttributionFn, MethodSpec, progress_keyword
+from .methods import METHODS, AttributionFn, MethodSpec
 from .problems import (
     DEMO_SCALES,
     VARIANTS,
@@ -220,7 +220,7 @@ def run_comparison(
         patch_size=problem.patch_size(settings),
         generator=torch.Generator().manual_seed(settings.seed),
         internal_batch_size=problem.internal_batch_size(settings),
-        **progress_keyword(compare_attributions, settings.show_progress),
+        show_progress=settings.show_progress,
     )
     return Outcome(problem, result, skipped, time.perf_counter() - start)
 
