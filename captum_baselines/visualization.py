@@ -14,7 +14,8 @@ imported when a figure is drawn.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import textwrap
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -37,8 +38,9 @@ if TYPE_CHECKING:
 
 Sign = Literal["absolute", "signed"]
 
-#: Line colours: matplotlib's ten without its grey, so that no method looks like
-#: the control (black, dashed).
+#: Line colours: matplotlib's ten without its grey (so that no method looks like
+#: the control, black and dashed), then six darker or brighter hues unlike them,
+#: so that up to 15 methods get 15 colours.
 COLORS = (
     "#1f77b4",
     "#ff7f0e",
@@ -49,9 +51,16 @@ COLORS = (
     "#e377c2",
     "#bcbd22",
     "#17becf",
+    "#000075",
+    "#469990",
+    "#800000",
+    "#f032e6",
+    "#808000",
+    "#911eb4",
 )
-#: Line styles, cycled alongside the colours: 9 colours x 4 styles give 36 lines
-#: that differ in colour and style from each other and from their neighbours.
+#: Line styles, cycled alongside the colours: 15 colours x 4 styles (coprime
+#: counts) give 60 lines that differ in colour and style from each other and
+#: from their neighbours.
 LINESTYLES = ("-", "--", "-.", ":")
 CONTROL_STYLE: dict[str, Any] = {"color": "black", "linestyle": "--", "linewidth": 1.6}
 _MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*")
@@ -61,11 +70,16 @@ CURVE_TITLES = {
     "top_k": "Top-k ablation",
     "mass_center": "Mass-center ablation",
     "degradation": "Degradation",
+    "road_morf": "ROAD MoRF (most relevant first)",
+    "road_lerf": "ROAD LeRF (least relevant first)",
+    "road_gap": "ROAD gap (LeRF - MoRF)",
 }
 CURVE_XLABELS = {
     "top_k": "fraction of pixels removed (highest attribution first)",
     "mass_center": "fraction of pixels removed (box around the center of mass)",
     "degradation": "fraction of patches replaced (most relevant first)",
+    "road_morf": "fraction of pixels imputed (highest attribution first)",
+    "road_lerf": "fraction of pixels imputed (lowest attribution first)",
 }
 
 _TEXT = 8  # points: the body text of a paper figure
@@ -79,7 +93,7 @@ def curve_title(curve: str) -> str:
 
 
 def line_styles(n: int) -> list[dict[str, Any]]:
-    """``n`` line styles (``color``, ``linestyle``, and a ``marker`` past 36), no
+    """``n`` line styles (``color``, ``linestyle``, and a ``marker`` past 60), no
     two alike."""
     styles = []
     for i in range(n):
@@ -248,8 +262,11 @@ def plot_attributions(
     contour_color = "#00e5ff" if absolute else "black"
     n_rows, n_cols = x.shape[0], 1 + len(maps)
     # A fixed layout in inches (a grid layout engine takes seconds on 50 panels):
-    # row labels left, two-line column titles on top, the colorbar right.
-    gap, left, top, bottom, right = 0.06, 0.3, 0.4, 0.08, 0.95
+    # row labels left, column titles on top (as many lines as the longest),
+    # the colorbar right.
+    title_lines = max(name.count("\n") + 1 for name in ["input", *maps])
+    gap, left, bottom, right = 0.06, 0.3, 0.08, 0.95
+    top = 0.1 + 0.15 * max(2, title_lines)
     grid_w, grid_h = (
         n_cols * size + (n_cols - 1) * gap,
         n_rows * size + (n_rows - 1) * gap,
@@ -575,7 +592,7 @@ def plot_curves(
 
     Returns:
         The figure; each method's line holds its mean curve and its label the
-        area under that mean curve (lower is better).  Lines differ in colour
+        area under that mean curve.  Lines differ in colour
         and style; the legend sits right of the axes.
     """
     fig, ax = _pyplot().subplots(figsize=(width, width * 0.45), layout="constrained")
@@ -629,7 +646,10 @@ def plot_curves(
 
 def plot_comparison(result: Any, curve: str = "top_k", **kwargs: Any) -> Figure:
     """:func:`plot_curves` of one curve of a ``ComparisonResult``, with its human
-    title and axis labels; ``kwargs`` go to :func:`plot_curves`."""
+    title (saying which way is better) and axis labels; ``kwargs`` go to
+    :func:`plot_curves`."""
+    from .metrics.compare import HIGHER_IS_BETTER
+
     score = getattr(result, "score", "probability")
     ylabel = (
         "class probability, relative to the intact input"
@@ -637,7 +657,8 @@ def plot_comparison(result: Any, curve: str = "top_k", **kwargs: Any) -> Figure:
         else "class logit, relative to the intact input"
     )
     options: dict[str, Any] = {
-        "title": curve_title(curve),
+        "title": f"{curve_title(curve)}: "
+        f"{'higher' if curve in HIGHER_IS_BETTER else 'lower'} AUC is better",
         "xlabel": CURVE_XLABELS.get(curve, "fraction removed"),
         "ylabel": ylabel,
         **kwargs,
@@ -645,9 +666,96 @@ def plot_comparison(result: Any, curve: str = "top_k", **kwargs: Any) -> Figure:
     return plot_curves(result.curves(curve), result.x(curve), **options)
 
 
+def plot_intervals(
+    result: Any,
+    summaries: Sequence[str] | None = None,
+    *,
+    control: str | None = "random",
+    columns: int = 3,
+    width: float = 7.0,
+) -> Figure:
+    """Small multiples of a ``ComparisonResult``'s table: per summary (the area
+    under each curve, the ROAD gap), every method's mean area as a dot with its
+    bootstrap interval as a bar.
+
+    Methods share the rows of every panel, in the table's order, and the colours
+    of :func:`plot_comparison`; the control (``control``) is black with its
+    interval shaded across the panel, so a method whose bar reaches into the
+    band is not told apart from chance.  Each panel's title says which way is
+    better (``metrics.compare.HIGHER_IS_BETTER``).
+
+    Args:
+        result: A :class:`~captum_baselines.metrics.ComparisonResult`.
+        summaries: The summaries to draw; default ``result.summary_names``.
+        control: The name of the control, or ``None``.
+        columns: Panels per row.
+        width: Width in inches.
+
+    Returns:
+        The figure.
+    """
+    from .metrics.compare import HIGHER_IS_BETTER
+
+    names = list(result.summary_names if summaries is None else summaries)
+    if not names:
+        raise ValueError("`summaries` is empty")
+    columns = min(check_positive_int("columns", columns), len(names))
+    methods = list(result.methods)
+    n_rows = -(-len(names) // columns)
+    panel_h = 0.5 + 0.16 * len(methods)
+    fig, axes = _pyplot().subplots(
+        n_rows,
+        columns,
+        figsize=(width, n_rows * panel_h + 0.1),
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
+    )
+    colors = iter(line_styles(len(methods)))
+    looks = {
+        m: {"color": "black"} if m == control else {"color": next(colors)["color"]}
+        for m in methods
+    }
+    rows = np.arange(len(methods))[::-1]  # the first method on top
+    for ax, summary in zip(axes.flat, names):
+        for row, method in zip(rows, methods):
+            interval = result.interval(method, summary)
+            if method == control:
+                ax.axvspan(interval.low, interval.high, color="0.85", linewidth=0)
+            ax.plot(
+                [interval.low, interval.high],
+                [row, row],
+                linewidth=1.6,
+                solid_capstyle="butt",
+                **looks[method],
+            )
+            ax.plot([interval.mean], [row], marker="o", markersize=3, **looks[method])
+        better = "higher" if summary in HIGHER_IS_BETTER else "lower"
+        title = textwrap.fill(curve_title(summary), 24)
+        ax.set_title(f"{title}\n({better} is better)", fontsize=_TEXT)
+        ax.set_yticks(rows, methods)
+        ax.set_ylim(-0.7, len(methods) - 0.3)
+        ax.grid(axis="x", alpha=0.3, linewidth=0.5)
+        ax.set_xlabel(
+            "area" if summary in result.curve_names else "difference of areas"
+        )
+        _style_axes(ax)
+        ax.title.set_fontsize(_TEXT)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.set_visible(False)
+    confidence = getattr(result, "confidence", 0.95)
+    fig.suptitle(
+        f"Mean over the images with {confidence:.0%} bootstrap intervals"
+        + ("; grey band: the random control's interval" if control in methods else ""),
+        fontsize=_TEXT,
+    )
+    return fig
+
+
 __all__ = [
     "COLORS",
     "CURVE_TITLES",
+    "CURVE_XLABELS",
     "LINESTYLES",
     "attribution_map",
     "cumulative_attribution",
@@ -659,5 +767,6 @@ __all__ = [
     "plot_comparison",
     "plot_completeness",
     "plot_curves",
+    "plot_intervals",
     "plot_path_outputs",
 ]

@@ -30,9 +30,21 @@ pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already")
 FIGURES = (
     "baselines.png",
     "attributions.png",
+    "attributions_2.png",  # 6 + 5 (or 5 + 4) methods a figure: none wider than a page
     "curves_top_k.png",
     "curves_mass_center.png",
     "curves_degradation.png",
+    "curves_road_morf.png",
+    "curves_road_lerf.png",
+    "intervals.png",
+)
+SUMMARIES = (
+    "auc_top_k",
+    "auc_mass_center",
+    "auc_degradation",
+    "auc_road_morf",
+    "auc_road_lerf",
+    "road_gap",
 )
 SMALL = ["--n-steps", "4", "--n-baselines", "2", "--n-samples", "4", "--no-progress"]
 
@@ -122,9 +134,16 @@ def test_demo_quick_writes_the_report_and_figures(demo_run):
     rows = read_csv(out / "results.csv")
     assert list(rows) == [*LABELS, "random"]
     for method, row in rows.items():
-        for curve in ("top_k", "mass_center", "degradation"):
-            auc = float(row[f"auc_{curve}"])
-            assert math.isfinite(auc) and 0 <= auc <= 1.5, (method, curve)
+        for column in SUMMARIES:
+            low, mean, high = (
+                float(row[f"{column}_low"]),
+                float(row[column]),
+                float(row[f"{column}_high"]),
+            )
+            assert low <= mean <= high, (method, column)
+            assert math.isfinite(mean) and -1.5 <= mean <= 1.5, (method, column)
+        gap = float(row["auc_road_lerf"]) - float(row["auc_road_morf"])
+        assert math.isclose(float(row["road_gap"]), gap, abs_tol=1e-9)
     document = json.loads((out / "results.json").read_text())
     assert document["variant"] == "inverted" and document["n_images"] == 12
     assert document["skipped"] == {}
@@ -143,6 +162,25 @@ def test_demo_quick_writes_the_report_and_figures(demo_run):
     assert "**IG black** cannot attribute black ink" in report
     assert "work: 10 methods x 12 images" in errors
     assert "| IG blur |" in printed
+    # The rankings under the mean fill and under ROAD, and the Distill check,
+    # computed from the table, in the report and printed after the table.
+    assert document["settings"]["road_noise_std"] == 0.01
+    assert set(document["reading"]["rankings"]) == {
+        "top_k",
+        "road_morf",
+        "road_lerf",
+        "road_gap",
+    }
+    assert set(document["reading"]["distill_order"]["road_morf"]) == {
+        "EG training data",
+        "IG uniform",
+        "IG blur",
+        "IG max distance",
+    }
+    assert "## Rankings" in report and "Distill's ordering" in report
+    for line in document["rankings"]:
+        assert line in report and line in printed
+    assert printed.index("| IG blur |") < printed.index("ROAD MoRF (lower AUC first)")
 
 
 def test_demo_random_control_is_worse_than_the_best_method(demo_run):
@@ -213,9 +251,19 @@ def test_compare_module_callable_with_weights_targets_and_layer(user_files, tmp_
         "ig-black",
         "ig-max-distance",
         "rsi-grad-cam",
+        "--n-fractions",
+        "3",
+        "--road-noise-std",
+        "0.5",
+        "--uniform-output-iterations",
+        "3",
         *SMALL,
     ]
     assert main(argv) == 0
+    settings = json.loads((out / "results.json").read_text())["settings"]
+    assert settings["fractions"] == [0.0, 0.5, 1.0]
+    assert settings["road_noise_std"] == 0.5
+    assert settings["uniform_output_iterations"] == 3
     rows = read_csv(out / "results.csv")
     assert list(rows) == ["IG black", "IG max distance"] + [
         "RSI-Grad-CAM uniform output",
@@ -352,7 +400,8 @@ def test_help_imports_no_torch_and_documents_every_option():
     compare = commands.choices["compare"].format_help()
     for shown in ("points on each path", "(default: 32)", "(default: 100)"):
         assert shown in " ".join(compare.split())
-    assert "(default: 1)" in commands.choices["demo"].format_help()  # --threads
+    demo = " ".join(commands.choices["demo"].format_help().split())
+    assert "default: per variant" in demo and "photos" in demo  # --threads
     assert all(name in compare for name in METHODS)  # the registry's methods
 
 

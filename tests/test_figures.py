@@ -25,6 +25,7 @@ from captum_baselines.visualization import (  # noqa: E402
     plot_comparison,
     plot_completeness,
     plot_curves,
+    plot_intervals,
     plot_path_outputs,
 )
 from tests.helpers import small_cnn  # noqa: E402
@@ -45,6 +46,15 @@ NAMES = [
     "RSI-Grad-CAM uniform output",
     "random",
 ]
+#: Sixteen: the five methods of the path branch (Blur IG, Guided IG, IDGI) too.
+MANY = NAMES[:-1] + [
+    "Blur IG",
+    "Guided IG",
+    "IDGI",
+    "Blur IG IDGI",
+    "Guided IG IDGI",
+    "random",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -58,12 +68,33 @@ def _linear() -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(16, 3)).double()
 
 
-def _curves() -> Figure:
+def _curves(names: list[str] = NAMES) -> Figure:
     g = torch.Generator().manual_seed(0)
     return plot_curves(
-        {name: torch.rand(5, 11, generator=g).double() for name in NAMES},
+        {name: torch.rand(5, 11, generator=g).double() for name in names},
         title="Top-k ablation",
     )
+
+
+def _road_result(names: list[str] = MANY):
+    x = torch.rand(3, 3, 8, 8, dtype=torch.float64)
+    methods = {
+        name: (lambda xs, t, s=i: xs * (s + 1) - 0.5 * s)
+        for i, name in enumerate(names[:-1])
+    }
+    return compare_attributions(
+        small_cnn().double(),
+        x,
+        1,
+        methods,
+        curves=("top_k", "road_morf", "road_lerf"),
+        generator=torch.Generator().manual_seed(0),
+        show_progress=False,
+    )
+
+
+def _intervals() -> Figure:
+    return plot_intervals(_road_result())
 
 
 def _comparison() -> Figure:
@@ -76,7 +107,7 @@ def _comparison() -> Figure:
         methods,
         curves=("top_k",),
         generator=torch.Generator().manual_seed(0),
-        progress=False,
+        show_progress=False,
     )
     return plot_comparison(result, "top_k")
 
@@ -105,6 +136,9 @@ def _completeness() -> Figure:
 FIGURES: dict[str, Callable[[], Figure]] = {
     "plot_curves": _curves,
     "plot_comparison": _comparison,
+    "plot_comparison (16 lines)": lambda: plot_comparison(_road_result(), "road_lerf"),
+    "plot_curves (16 lines)": lambda: _curves(MANY),
+    "plot_intervals": _intervals,
     "plot_attributions": _attributions,
     "plot_baselines": _baselines,
     "plot_path_outputs": _path,
@@ -186,6 +220,45 @@ def test_line_styles_are_unique_far_beyond_the_demo():
         assert a["color"] != b["color"] and a["linestyle"] != b["linestyle"]
 
 
+def test_intervals_draw_every_cell_of_the_table():
+    result = _road_result(NAMES)
+    fig = plot_intervals(result)
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title().split("\n")[-1] for ax in panels] == [
+        "(lower is better)",
+        "(lower is better)",
+        "(higher is better)",
+        "(higher is better)",  # the ROAD gap
+    ]
+    assert [t.get_text() for t in panels[0].get_yticklabels()] == NAMES
+    for ax, summary in zip(panels, result.summary_names):
+        bars = [line for line in ax.get_lines() if len(line.get_xdata()) == 2]
+        assert len(bars) == len(NAMES)
+        # the first method on top: its bar on the highest row
+        first = result.interval(NAMES[0], summary)
+        top = max(bars, key=lambda line: line.get_ydata()[0])
+        assert list(top.get_xdata()) == [first.low, first.high]
+
+
+def test_curve_titles_say_which_way_is_better():
+    result = _road_result(NAMES)
+    assert plot_comparison(result, "road_lerf").axes[0].get_title() == (
+        "ROAD LeRF (least relevant first): higher AUC is better"
+    )
+    assert (
+        plot_comparison(result, "road_morf")
+        .axes[0]
+        .get_title()
+        .endswith("lower AUC is better")
+    )
+
+
+def test_sixteen_methods_get_sixteen_colours():
+    ax = _curves(MANY).axes[0]
+    colours = [to_rgb(line.get_color()) for line in ax.get_lines()]
+    assert len(set(colours)) == len(MANY)
+
+
 def test_study_figures_are_written_at_print_resolution(tmp_path):
     from PIL import Image
 
@@ -196,7 +269,7 @@ def test_study_figures_are_written_at_print_resolution(tmp_path):
     x = torch.rand(2, 3, 8, 8, dtype=torch.float64)
     model = small_cnn().double()
     result = compare_attributions(
-        model, x, 1, {"input": lambda xs, t: xs}, patch_size=4, progress=False
+        model, x, 1, {"input": lambda xs, t: xs}, patch_size=4, show_progress=False
     )
     problem = Problem(model, x, torch.ones(2), (0.0, 1.0), x, None, "t", "d")
     written = write_figures(Outcome(problem, result, {}, 0.0), Settings(), tmp_path)
@@ -206,6 +279,40 @@ def test_study_figures_are_written_at_print_resolution(tmp_path):
         "curves_top_k.png",
         "curves_mass_center.png",
         "curves_degradation.png",
+        "intervals.png",
     ]
     with Image.open(tmp_path / "curves_top_k.png") as png:
         assert png.size[0] >= 6 * DPI  # 6 in at 200 dpi, not a 550 px thumbnail
+
+
+def test_many_methods_split_the_attribution_maps_into_page_wide_figures(tmp_path):
+    from captum_baselines.study.figures import (
+        attribution_figure_names,
+        method_groups,
+        write_figures,
+    )
+    from captum_baselines.study.problems import Problem, Settings
+    from captum_baselines.study.runner import Outcome
+
+    assert [len(g) for g in method_groups(NAMES)] == [6, 5]
+    assert [len(g) for g in method_groups(MANY)] == [6, 5, 5]
+    assert sum(method_groups(MANY), []) == MANY
+    assert method_groups(["a"]) == [["a"]]
+    assert attribution_figure_names(16) == [
+        "attributions.png",
+        "attributions_2.png",
+        "attributions_3.png",
+    ]
+    result = _road_result()
+    x = torch.rand(3, 3, 8, 8, dtype=torch.float64)
+    problem = Problem(small_cnn(), x, torch.ones(3), (0.0, 1.0), x, None, "t", "d")
+    written = write_figures(Outcome(problem, result, {}, 0.0), Settings(), tmp_path)
+    names = [p.name for p in written]
+    assert names[1:4] == attribution_figure_names(16)
+    assert names[-1] == "intervals.png"
+    from PIL import Image
+
+    for name in names:
+        with Image.open(tmp_path / name) as png:
+            width = png.size[0] / 200
+        assert width <= 7.5, (name, width)

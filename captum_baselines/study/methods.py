@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 AttributionFn = Callable[["Tensor", Any], Any]
 Builder = Callable[[Problem, Settings], AttributionFn]
 
-#: Iterations of the optimization of Lerma & Lucas's uniform-output baseline.
+#: Iterations of the optimization of Lerma & Lucas's uniform-output baseline
+#: (the paper's 200): the default of ``Settings.uniform_output_iterations``.
 UNIFORM_OUTPUT_ITERATIONS = 200
 
 
@@ -315,7 +316,7 @@ def pattern_guided_integrated_gradients(
 @register(
     "rsi-grad-cam",
     "RSI-Grad-CAM uniform output",
-    passes=lambda s: s.n_steps + 1 + UNIFORM_OUTPUT_ITERATIONS,
+    passes=lambda s: s.n_steps + 1,
     needs_layer=True,
 )
 def rsi_grad_cam(problem: Problem, settings: Settings) -> AttributionFn:
@@ -328,15 +329,22 @@ def rsi_grad_cam(problem: Problem, settings: Settings) -> AttributionFn:
         raise OptionError(f"--layer: {problem.layer_note}")
     rsi = LayerRSIGradCam(problem.model, problem.layer.module)
     vr = problem.value_range
+    optimized: dict[tuple[Any, ...], Tensor] = {}
 
     def baseline(x: Tensor) -> Tensor:
-        return uniform_output(
-            problem.model,
-            black(x, vr),
-            lr=0.5,
-            n_iter=UNIFORM_OUTPUT_ITERATIONS,
-            value_range=vr,
-        )
+        # Optimized from black, the baseline is the same for every image: it is
+        # computed once per image shape (settings.uniform_output_iterations
+        # passes of one image in all), not once per image.
+        key = (tuple(x.shape[1:]), x.dtype, x.device)
+        if key not in optimized:
+            optimized[key] = uniform_output(
+                problem.model,
+                black(x[:1], vr),
+                lr=0.5,
+                n_iter=settings.uniform_output_iterations,
+                value_range=vr,
+            )
+        return optimized[key].expand_as(x)
 
     return attribute_with(rsi, problem, settings, delta=True, baselines=baseline)
 

@@ -27,8 +27,12 @@ MIN_LAYER_SIDE = 7
 class Settings:
     """The knobs of the methods and curves, shared by both subcommands.
 
-    ``None`` for ``blur_sigma``, ``patch_size`` and ``internal_batch_size`` means
-    "scaled to the images" (see :class:`Problem`).
+    ``None`` for ``blur_sigma``, ``patch_size``, ``road_noise_std`` and
+    ``internal_batch_size`` means "scaled to the images" (see :class:`Problem`).
+    ``uniform_output_iterations`` are the steps of the optimization of
+    RSI-Grad-CAM's uniform-output baseline (the paper's 200); ``n_fractions``
+    the points ``0, 1 / (n - 1), ..., 1`` of the ablation and ROAD curves (11:
+    Distill's ``0, 0.1, ..., 1``).
     """
 
     n_steps: int = 32
@@ -36,6 +40,9 @@ class Settings:
     n_samples: int = 100
     blur_sigma: float | None = None
     patch_size: int | None = None
+    road_noise_std: float | None = None
+    uniform_output_iterations: int = 200
+    n_fractions: int = 11
     internal_batch_size: int | None = None
     seed: int = 0
     show_progress: bool = True
@@ -187,6 +194,16 @@ class Problem:
         if settings.patch_size is not None:
             return settings.patch_size
         return min(9, max(2, self.side // 4))
+
+    def road_noise_std(self, settings: Settings) -> float:
+        """Std of ROAD's imputation noise: the authors' 0.01 for pixels in
+        [0, 1], that is 1% of the mean width of the valid range."""
+        if settings.road_noise_std is not None:
+            return settings.road_noise_std
+        import torch
+
+        low, high = self.value_range
+        return 0.01 * float(torch.as_tensor(high - low, dtype=torch.float64).mean())
 
     def internal_batch_size(self, settings: Settings) -> int:
         """Path points per forward pass (see :func:`internal_batch_size`)."""

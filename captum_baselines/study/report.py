@@ -1,16 +1,17 @@
 """The reading of a comparison and the report: ``results.md``, ``.csv``, ``.json``.
 
 :func:`read` computes what the table says and returns it (nothing is stored on
-the problem): which method has the lowest area under each curve and which are
-not separable from it, every method that scores worse than the random control on
-any curve, layer maps too coarse to localize, completeness residuals far above
-the others, and the demo variant's own reading (blind spots, the decoy patch).
+the problem): the methods ranked under every curve and the ROAD gap, in tiers
+that the bootstrap intervals separate (:meth:`ComparisonResult.ranking`), every
+method that scores worse than the random control on any curve (in that curve's
+direction: a lower area is better, except for ROAD's LeRF curve and gap,
+:data:`~captum_baselines.metrics.compare.HIGHER_IS_BETTER`), whether the Distill
+article's ordering of baselines holds under the mean fill and under ROAD, layer
+maps too coarse to localize, completeness residuals far above the others, and
+the demo variant's own reading (blind spots, the decoy patch).
 
-Differences are only called differences when the table gives intervals: a row
-with ``auc_<curve>_low`` and ``auc_<curve>_high`` has a confidence interval for
-that curve, and two methods whose intervals overlap are not ranked.  Without
-intervals no method is ranked above another; the report says which mean is
-lowest and that the order is not established.
+Two methods whose intervals overlap are never ranked against each other: the
+report says that their intervals overlap instead.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..metrics.compare import RANDOM
+from ..metrics.compare import HIGHER_IS_BETTER, RANDOM, ROAD_GAP, ComparisonResult
+from ..metrics.intervals import Interval
 from ..visualization import curve_title
+from .figures import attribution_figure_names
 from .methods import METHODS
 from .problems import MIN_LAYER_SIDE, Settings
 
@@ -35,64 +38,56 @@ if TYPE_CHECKING:
 #: What each curve measures, for "How to read the table".
 CURVE_MEANING = {
     "top_k": (
-        "the explained class's probability (relative to the intact image) as the "
-        "top 0%, 10%, ..., 100% of pixels by signed attribution are replaced by "
-        "the image's mean: Distill's ablation test"
+        "the explained class's probability (relative to the intact image) as a "
+        "growing fraction of the pixels, highest signed attribution first, is "
+        "replaced by the image's mean: Distill's ablation test. Lower is better"
     ),
     "mass_center": (
         "the same with a growing box around the center of mass of the "
-        "attribution map removed"
+        "attribution map removed. Lower is better"
     ),
     "degradation": (
         "the probability as patches are replaced by their own mean, most "
-        "relevant patch first (Schwarzenberg & Castle's degradation test)"
+        "relevant patch first (Schwarzenberg & Castle's degradation test). Lower "
+        "is better"
+    ),
+    "road_morf": (
+        "ROAD (Rong et al., ICML 2022): the top-k test with the removed pixels "
+        "imputed from their kept neighbors by Noisy Linear Imputation instead of "
+        "a constant, so that the shape of the removed set cannot tell the model "
+        "the class; most relevant first. Lower is better"
+    ),
+    "road_lerf": (
+        "ROAD with the least relevant pixels imputed first: a faithful map "
+        "removes what the model does not need, so the probability stays up. "
+        "**Higher is better**"
+    ),
+    ROAD_GAP: (
+        "per image, AUC(LeRF) - AUC(MoRF): both orders must agree for a large "
+        "gap. **Higher is better**"
     ),
 }
+
+#: The Distill article's ordering: on images whose informative pixels are dark,
+#: these baselines beat black (its top-k areas: EG 0.141, uniform 0.145, blur
+#: 0.186, max distance 0.255 against black 0.320).
+DISTILL_WORSE = "IG black"
+DISTILL_BETTER = ("EG training data", "IG uniform", "IG blur", "IG max distance")
+
+#: The summaries the rankings and the Distill check are read on: the mean fill's
+#: top-k test and the three ROAD summaries.
+RANKED = ("top_k", "road_morf", "road_lerf", ROAD_GAP)
+
+#: Fewer images than this give intervals of zero width: nothing is ranked.
+MIN_IMAGES_TO_RANK = 2
+
+#: Pairs listed when two rankings disagree (the count is always given).
+LISTED_PAIRS = 6
 
 #: A completeness residual this many times the median of the methods' residuals
 #: (and above :data:`DELTA_FLOOR` logits) is flagged.
 DELTA_RATIO = 10.0
 DELTA_FLOOR = 0.01
-
-
-@dataclass(frozen=True)
-class Score:
-    """A method's mean area under one curve, with its interval when the table
-    gives one."""
-
-    mean: float
-    low: float | None = None
-    high: float | None = None
-
-    @property
-    def has_interval(self) -> bool:
-        return self.low is not None and self.high is not None
-
-    def separable_from(self, other: Score) -> bool:
-        """Whether the two intervals are disjoint; ``False`` without intervals."""
-        if not (self.has_interval and other.has_interval):
-            return False
-        assert self.low is not None and self.high is not None
-        assert other.low is not None and other.high is not None
-        return self.low > other.high or other.low > self.high
-
-    def __str__(self) -> str:
-        if self.has_interval:
-            return f"{self.mean:.3f} [{self.low:.3f}, {self.high:.3f}]"
-        return f"{self.mean:.3f}"
-
-
-def scores(rows: Sequence[dict[str, Any]], curve: str) -> dict[str, Score]:
-    """``{method: Score}`` for one curve from the result's table rows."""
-    found = {}
-    for row in rows:
-        low, high = row.get(f"auc_{curve}_low"), row.get(f"auc_{curve}_high")
-        found[row["method"]] = Score(
-            float(row[f"auc_{curve}"]),
-            None if low is None else float(low),
-            None if high is None else float(high),
-        )
-    return found
 
 
 @dataclass
@@ -102,27 +97,40 @@ class Reading:
     Attributes:
         lines: Sentences for "Reading this run" (Markdown).
         flags: Warnings a reader must not miss (Markdown).
+        rankings: Lines for "Rankings" (Markdown): the tiers under the mean fill
+            and under ROAD, and the Distill check; also printed after the table.
         data: The same in machine-readable form, for ``results.json``.
     """
 
     lines: list[str] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
+    rankings: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
 
 
 def read(outcome: Outcome) -> Reading:
     """The reading of one comparison (see the module's doc)."""
     reading = Reading()
-    rows = outcome.result.table()
+    result = outcome.result
     _layer(outcome, reading)
-    for curve in outcome.result.curve_names:
-        curve_scores = scores(rows, curve)
-        _lowest(curve, curve_scores, reading)
-        _against_control(curve, curve_scores, reading)
-    _completeness(rows, reading)
+    rank = outcome.problem.images.shape[0] >= MIN_IMAGES_TO_RANK
+    if not rank:
+        reading.lines.append(
+            "One image: its bootstrap intervals are points, so no method is ranked "
+            "(explain more images with --n-images)."
+        )
+    for summary in result.summary_names:
+        if rank:
+            _best(result, summary, reading)
+        _against_control(result, summary, reading)
+    if rank:
+        _rankings(result, reading)
+        _distill_order(result, reading)
+    _completeness(result.table(), reading)
+    _pattern_samples(outcome, reading)
     variant = outcome.problem.variant
     if variant is not None:
-        _blind_spots(variant.blind_spots, rows, outcome.result.curve_names, reading)
+        _blind_spots(variant.blind_spots, result, reading)
         if variant.decoy:
             _decoy(outcome, reading)
     return reading
@@ -130,6 +138,21 @@ def read(outcome: Outcome) -> Reading:
 
 def _names(labels: Sequence[str]) -> str:
     return ", ".join(f"**{label}**" for label in labels)
+
+
+def _better(summary: str) -> str:
+    return "highest" if summary in HIGHER_IS_BETTER else "lowest"
+
+
+def _worse(summary: str, interval: Interval, control: Interval) -> bool:
+    """Whether a mean is no better than the control's in the summary's direction."""
+    if summary in HIGHER_IS_BETTER:
+        return interval.mean <= control.mean
+    return interval.mean >= control.mean
+
+
+def _title(summary: str) -> str:
+    return curve_title(summary)
 
 
 def _layer(outcome: Outcome, reading: Reading) -> None:
@@ -163,67 +186,188 @@ def _layer(outcome: Outcome, reading: Reading) -> None:
         )
 
 
-def _lowest(curve: str, curve_scores: dict[str, Score], reading: Reading) -> None:
-    methods = {m: s for m, s in curve_scores.items() if m != RANDOM}
+def _methods(result: ComparisonResult) -> list[str]:
+    return [m for m in result.methods if m != RANDOM]
+
+
+def _best(result: ComparisonResult, summary: str, reading: Reading) -> None:
+    """The best method of one summary and those not separable from it."""
+    methods = _methods(result)
     if not methods:
         return
-    best = min(methods, key=lambda m: methods[m].mean)
-    title = curve_title(curve)
-    if not methods[best].has_interval:
-        reading.lines.append(
-            f"{title}: the lowest mean AUC is {_names([best])}'s "
-            f"({methods[best]}). The table has no confidence intervals, so this run "
-            "does not rank the methods; differences of a few hundredths may be noise."
-        )
-        return
-    tied = [
-        m
-        for m, s in methods.items()
-        if m != best and not s.separable_from(methods[best])
-    ]
-    sentence = f"{title}: the lowest AUC is {_names([best])}'s ({methods[best]})"
+    ranked = [[m for m in tier if m != RANDOM] for tier in result.ranking(summary)]
+    first = next(tier for tier in ranked if tier)
+    best = first[0]
+    tied = first[1:]
+    sentence = (
+        f"{_title(summary)}: the {_better(summary)} mean is {_names([best])}'s "
+        f"({result.interval(best, summary).format()})"
+    )
     if tied:
         sentence += (
-            f"; {_names(tied)} overlap its interval and are not ranked against it"
+            f"; the intervals of {_names(tied)} overlap it (directly or through a "
+            "chain of overlapping intervals): the data do not rank them against it"
         )
     reading.lines.append(sentence + ".")
-    reading.data.setdefault("lowest", {})[curve] = {"method": best, "tied": tied}
+    reading.data.setdefault("best", {})[summary] = {"method": best, "tied": tied}
 
 
-def _against_control(
-    curve: str, curve_scores: dict[str, Score], reading: Reading
-) -> None:
-    control = curve_scores.get(RANDOM)
-    if control is None:
+def _against_control(result: ComparisonResult, summary: str, reading: Reading) -> None:
+    if RANDOM not in result.methods:
         return
-    methods = {m: s for m, s in curve_scores.items() if m != RANDOM}
-    worse = [m for m, s in methods.items() if s.mean >= control.mean]
+    control = result.interval(RANDOM, summary)
+    methods = {m: result.interval(m, summary) for m in _methods(result)}
+    worse = [m for m, i in methods.items() if _worse(summary, i, control)]
     unseparated = [
-        m
-        for m, s in methods.items()
-        if m not in worse and s.has_interval and not s.separable_from(control)
+        m for m, i in methods.items() if m not in worse and i.overlaps(control)
     ]
-    reading.data.setdefault("worse_than_random", {})[curve] = worse
-    title = curve_title(curve)
+    reading.data.setdefault("worse_than_random", {})[summary] = worse
+    title = _title(summary)
+    direction = "higher" if summary in HIGHER_IS_BETTER else "lower"
     if worse:
-        listed = ", ".join(f"**{m}** {methods[m]}" for m in worse)
+        listed = ", ".join(f"**{m}** {methods[m].format()}" for m in worse)
         reading.flags.append(
-            f"{title}: {len(worse)} of {len(methods)} methods "
-            f"score{'s' if len(worse) == 1 else ''} worse than the random control "
-            f"({control}): {listed}. On this test "
+            f"{title}, {direction} is better: {len(worse)} of {len(methods)} "
+            f"methods score{'s' if len(worse) == 1 else ''} worse than the random "
+            f"control ({control.format()}): {listed}. On this test "
             f"{'its map ranks' if len(worse) == 1 else 'their maps rank'} features "
             "no better than chance."
         )
     if unseparated:
-        reading.data.setdefault("not_separable_from_random", {})[curve] = unseparated
+        reading.data.setdefault("not_separable_from_random", {})[summary] = unseparated
         reading.flags.append(
             f"{title}: the intervals of {_names(unseparated)} overlap the random "
             "control's: not distinguishable from chance on this test."
         )
     if not worse and not unseparated and methods:
         reading.lines.append(
-            f"{title}: every method scores better than the random control ({control})."
+            f"{title}: every method scores better than the random control "
+            f"({control.format()}), with intervals apart from it."
         )
+
+
+def format_tiers(tiers: Sequence[Sequence[str]]) -> str:
+    """``{A, B} > C > {D, E}``: braces hold a tier whose intervals overlap."""
+    return " > ".join(
+        tier[0] if len(tier) == 1 else "{" + ", ".join(tier) + "}" for tier in tiers
+    )
+
+
+def _rankings(result: ComparisonResult, reading: Reading) -> None:
+    """The tiers under the mean fill (top-k) and under ROAD, side by side."""
+    summaries = [s for s in RANKED if s in result.summary_names]
+    if not summaries:
+        return
+    rankings = {s: result.ranking(s) for s in summaries}
+    reading.data["rankings"] = rankings
+    labels = {
+        "top_k": "Mean fill (top-k, MoRF; lower AUC first)",
+        "road_morf": "ROAD MoRF (lower AUC first)",
+        "road_lerf": "ROAD LeRF (higher AUC first)",
+        ROAD_GAP: "ROAD gap, LeRF - MoRF (higher first)",
+    }
+    reading.rankings += [
+        f"{labels[s]}: {format_tiers(tiers)}" for s, tiers in rankings.items()
+    ]
+    if "top_k" in rankings and "road_morf" in rankings:
+        reading.rankings.append(_agreement(rankings["top_k"], rankings["road_morf"]))
+
+
+def _agreement(first: list[list[str]], second: list[list[str]]) -> str:
+    """Which pairs the two rankings order in opposite ways (each separates them)."""
+    tier_a = {m: i for i, tier in enumerate(first) for m in tier}
+    tier_b = {m: i for i, tier in enumerate(second) for m in tier}
+    common = [m for m in tier_a if m in tier_b]
+    flipped = [
+        (a, b)
+        for i, a in enumerate(common)
+        for b in common[i + 1 :]
+        if (tier_a[a] - tier_a[b]) * (tier_b[a] - tier_b[b]) < 0
+    ]
+    if not flipped:
+        return (
+            "The mean fill and ROAD MoRF order no pair of methods in opposite ways "
+            "(pairs separated by one may be tied in the other)."
+        )
+    listed = "; ".join(f"{a} vs {b}" for a, b in flipped[:LISTED_PAIRS])
+    if len(flipped) > LISTED_PAIRS:
+        listed += f"; and {len(flipped) - LISTED_PAIRS} more"
+    return (
+        f"The mean fill and ROAD MoRF order {len(flipped)} pair"
+        f"{'s' if len(flipped) > 1 else ''} of methods in opposite ways, each "
+        f"with disjoint intervals: {listed}."
+    )
+
+
+def distill_verdicts(result: ComparisonResult) -> dict[str, dict[str, str]]:
+    """Per summary of :data:`RANKED`, per method of :data:`DISTILL_BETTER`:
+    ``"better"`` / ``"worse"`` than IG black with disjoint intervals, or
+    ``"tied"`` (overlapping); empty when the run lacks IG black."""
+    if DISTILL_WORSE not in result.methods:
+        return {}
+    others = [m for m in DISTILL_BETTER if m in result.methods]
+    verdicts: dict[str, dict[str, str]] = {}
+    for summary in (s for s in RANKED if s in result.summary_names):
+        black = result.interval(DISTILL_WORSE, summary)
+        higher = summary in HIGHER_IS_BETTER
+        verdicts[summary] = {}
+        for method in others:
+            interval = result.interval(method, summary)
+            if interval.overlaps(black):
+                verdict = "tied"
+            elif (interval.mean > black.mean) == higher:
+                verdict = "better"
+            else:
+                verdict = "worse"
+            verdicts[summary][method] = verdict
+    return verdicts
+
+
+def _distill_order(result: ComparisonResult, reading: Reading) -> None:
+    """Whether the Distill ordering holds under the mean fill and under ROAD.
+
+    It *survives ROAD* when it holds (every listed baseline better than black,
+    with disjoint intervals) under the mean fill and on both ROAD MoRF and the
+    ROAD gap, the two ROAD summaries that reward finding what the model needs.
+    """
+    verdicts = distill_verdicts(result)
+    if not verdicts or not any(verdicts.values()):
+        return
+    reading.data["distill_order"] = verdicts
+    holds = {s: all(v == "better" for v in per.values()) for s, per in verdicts.items()}
+    parts = []
+    for summary, per_method in verdicts.items():
+        state = "holds" if holds[summary] else "does not hold"
+        exceptions = [
+            f"{m} {'tied with' if v == 'tied' else 'worse than'} black"
+            for m, v in per_method.items()
+            if v != "better"
+        ]
+        if exceptions:
+            state += f" ({', '.join(exceptions)})"
+        name = "mean fill" if summary == "top_k" else _title(summary)
+        parts.append(f"{name}: {state}")
+    methods = ", ".join(next(iter(verdicts.values())))
+    sentence = (
+        f"Distill's ordering ({methods} better than {DISTILL_WORSE}, with "
+        f"disjoint intervals): {'; '.join(parts)}."
+    )
+    decisive = ("top_k", "road_morf", ROAD_GAP)
+    if all(s in holds for s in decisive):
+        if not holds["top_k"]:
+            verdict = "It does not hold under the mean fill in this run."
+        elif holds["road_morf"] and holds[ROAD_GAP]:
+            verdict = "It survives ROAD (MoRF and the gap)."
+        elif holds["road_morf"] or holds[ROAD_GAP]:
+            kept = "MoRF" if holds["road_morf"] else "the gap"
+            verdict = f"It survives ROAD only in part (on {kept})."
+        else:
+            verdict = "It does not survive ROAD."
+        reading.data["distill_survives_road"] = holds["top_k"] and (
+            holds["road_morf"] and holds[ROAD_GAP]
+        )
+        sentence += f" {verdict}"
+    reading.rankings.append(sentence)
 
 
 def _completeness(rows: Sequence[dict[str, Any]], reading: Reading) -> None:
@@ -248,22 +392,78 @@ def _completeness(rows: Sequence[dict[str, Any]], reading: Reading) -> None:
         )
 
 
-def _blind_spots(
-    blind_spots: Any,
-    rows: Sequence[dict[str, Any]],
-    curves: Sequence[str],
-    reading: Reading,
-) -> None:
+def pattern_samples(outcome: Outcome) -> dict[str, tuple[int, int]]:
+    """Per layer that PGIG's patterns are fitted for (every Linear and Conv layer
+    the forward runs), ``(samples, dimension)``: the samples its statistics see
+    (every reference example at every output position) and the length of the
+    input patch whose covariance they estimate."""
+    from torch import nn
+
+    from .loading import output_shapes
+
+    problem = outcome.problem
+    modules = dict(problem.model.named_modules())
+    n = len(problem.reference_data)
+    found = {}
+    for name, shape in output_shapes(problem.model, problem.images[:1]).items():
+        module = modules[name]
+        if isinstance(module, nn.modules.conv._ConvNd):
+            positions = math.prod(shape[2:])
+            found[name] = (n * positions, module.weight[0].numel())
+        elif isinstance(module, nn.Linear):
+            found[name] = (n * math.prod(shape[1:-1]), module.in_features)
+    return found
+
+
+def _pattern_samples(outcome: Outcome, reading: Reading) -> None:
+    spec = METHODS.get("pgig")
+    if spec is None or spec.label not in outcome.result.methods:
+        return
+    samples = pattern_samples(outcome)
+    if not samples:
+        return
+    reading.data["pattern_samples"] = {
+        name: {"samples": s, "dimension": d} for name, (s, d) in samples.items()
+    }
+    fewest = min(samples, key=lambda name: samples[name][0])
+    most = max(samples, key=lambda name: samples[name][0])
+    short = [name for name, (s, d) in samples.items() if s < d]
+    sentence = (
+        f"**{spec.label}**: patterns of {len(samples)} layers fitted on "
+        f"{len(outcome.problem.reference_data)} reference examples, each example "
+        f"at each output position one sample: from {samples[fewest][0]:,} "
+        f"samples (layer `{fewest}`) to {samples[most][0]:,} (layer `{most}`)"
+    )
+    if short:
+        listed = ", ".join(
+            f"`{name}` ({samples[name][0]:,} for {samples[name][1]:,})"
+            for name in short
+        )
+        sentence += (
+            f"; {len(short)} layer{'s' if len(short) > 1 else ''} saw fewer "
+            f"samples than the dimension of their input, so the covariance "
+            f"behind the pattern has no full rank there: {listed}"
+        )
+    reading.lines.append(sentence + ".")
+
+
+def _blind_spots(blind_spots: Any, result: ComparisonResult, reading: Reading) -> None:
+    curves = result.curve_names
     curve = "top_k" if "top_k" in curves else curves[0]
-    curve_scores = scores(rows, curve)
-    control = curve_scores.get(RANDOM)
+    control = (
+        result.interval(RANDOM, curve).format() if RANDOM in result.methods else None
+    )
     for label, what in blind_spots.items():
-        if label not in curve_scores:
+        if label not in result.methods:
             continue
-        others = [s.mean for m, s in curve_scores.items() if m not in (label, RANDOM)]
+        others = [
+            result.interval(m, curve).mean
+            for m in result.methods
+            if m not in (label, RANDOM)
+        ]
         sentence = (
             f"**{label}** cannot attribute {what}: its {curve_title(curve)} AUC is "
-            f"{curve_scores[label]}"
+            f"{result.interval(label, curve).format()}"
         )
         if others:
             median = statistics.median(others)
@@ -322,7 +522,7 @@ def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
 
 def settings_record(outcome: Outcome, settings: Settings) -> dict[str, Any]:
     """The settings of a run, resolved for its problem."""
-    problem = outcome.problem
+    problem, result = outcome.problem, outcome.result
     return {
         "n_steps": settings.n_steps,
         "n_baselines": settings.n_baselines,
@@ -330,6 +530,10 @@ def settings_record(outcome: Outcome, settings: Settings) -> dict[str, Any]:
         "blur_sigma": problem.blur_sigma(settings),
         "gaussian_sigma": problem.gaussian_sigma(),
         "patch_size": problem.patch_size(settings),
+        "road_noise_std": problem.road_noise_std(settings),
+        "uniform_output_iterations": settings.uniform_output_iterations,
+        "fractions": [round(float(f), 6) for f in result.fractions],
+        "confidence": result.confidence,
         "seed": settings.seed,
     }
 
@@ -350,40 +554,71 @@ def json_document(
         "skipped": outcome.skipped,
         "layer_note": None if problem.layer is not None else problem.layer_note,
         "flags": reading.flags,
+        "rankings": reading.rankings,
         "reading": reading.data,
         "seconds": outcome.seconds,
+        "curve_seconds": outcome.curve_seconds,
     }
 
 
-def markdown_report(outcome: Outcome, settings: Settings, reading: Reading) -> str:
-    """``results.md``: the problem, settings, table, how to read it, warnings,
-    the reading, skipped methods and the figures."""
+def _fractions(fractions: Any) -> str:
+    values = [f"{float(f):g}" for f in fractions]
+    if len(values) <= 4:
+        return ", ".join(values)
+    return f"{values[0]}, {values[1]}, ..., {values[-1]}"
+
+
+def _settings_sentence(outcome: Outcome, settings: Settings) -> str:
     problem, result = outcome.problem, outcome.result
     record = settings_record(outcome, settings)
     n, shape = problem.images.shape[0], tuple(problem.images.shape[1:])
+    sentence = (
+        f"{n} images of shape {shape}; IG with {settings.n_steps} Gauss-Legendre "
+        f"steps; distributions of baselines averaged over {settings.n_baselines} "
+        f"draws; Expected Gradients with {settings.n_samples} samples; blur "
+        f"sigma {record['blur_sigma']:.2f} px; gaussian sigma "
+        f"{record['gaussian_sigma']:.2f}; ablation and ROAD curves at fractions "
+        f"{_fractions(result.fractions)} of the pixels; degradation patches of "
+        f"{record['patch_size']} px; uniform-output baseline optimized for "
+        f"{settings.uniform_output_iterations} steps; seed {settings.seed}."
+    )
+    if {"road_morf", "road_lerf"} & set(result.curve_names):
+        sentence += (
+            " ROAD imputes the removed pixels by Noisy Linear Imputation with "
+            f"noise std {record['road_noise_std']:.3g} in input units (the "
+            "authors' 0.01 for pixels in [0, 1], scaled to the valid range)."
+        )
+    sentence += (
+        f" Intervals: {result.confidence:.0%} percentile bootstrap over the {n} "
+        "images, the same resamples for every method and curve."
+    )
+    return sentence
+
+
+def markdown_report(outcome: Outcome, settings: Settings, reading: Reading) -> str:
+    """``results.md``: the problem, settings, table, how to read it, rankings,
+    warnings, the reading, skipped methods and the figures."""
+    problem, result = outcome.problem, outcome.result
     parts = [
         f"# {problem.title}",
         "",
         problem.description,
         "",
-        f"{n} images of shape {shape}; IG with {settings.n_steps} Gauss-Legendre "
-        f"steps; distributions of baselines averaged over {settings.n_baselines} "
-        f"draws; Expected Gradients with {settings.n_samples} samples; blur "
-        f"sigma {record['blur_sigma']:.2f} px; gaussian sigma "
-        f"{record['gaussian_sigma']:.2f}; degradation patches of "
-        f"{record['patch_size']} px; seed {settings.seed}.",
+        _settings_sentence(outcome, settings),
         "",
         result.format_table(),
         "",
         "## How to read the table",
         "",
-        "Every AUC is the area under a mean removal curve; **lower is better** "
-        "(the method found what the model needs).",
+        "Each cell is the mean over the images of the area under a removal curve "
+        "(AUC), with its bootstrap interval in brackets. Two methods whose "
+        "intervals overlap are not ranked against each other.",
         "",
     ]
-    for curve in result.curve_names:
-        meaning = CURVE_MEANING.get(curve, "see `captum_baselines.metrics`")
-        parts.append(f"- **AUC {curve}** ({curve_title(curve)}): {meaning}.")
+    for summary in result.summary_names:
+        meaning = CURVE_MEANING.get(summary, "see `captum_baselines.metrics`")
+        column = "ROAD gap" if summary == ROAD_GAP else f"AUC {summary}"
+        parts.append(f"- **{column}**, {curve_title(summary)}: {meaning}.")
     parts += [
         "- **mean abs delta**: the completeness residual "
         "`|sum(attributions) - (f(x) - f(baseline))|` in logits (for "
@@ -395,6 +630,16 @@ def markdown_report(outcome: Outcome, settings: Settings, reading: Reading) -> s
         "method should beat.",
         "",
     ]
+    if reading.rankings:
+        parts += [
+            "## Rankings",
+            "",
+            "Best first. Methods in braces form a tier: their intervals overlap, "
+            "directly or through a chain, and the data do not order them; `>` "
+            "separates tiers whose intervals are disjoint.",
+            "",
+        ]
+        parts += [f"- {line}" for line in reading.rankings] + [""]
     if reading.flags:
         parts += ["## Warnings", ""] + [f"- {flag}" for flag in reading.flags] + [""]
     parts += ["## Reading this run", ""] + [f"- {line}" for line in reading.lines]
@@ -408,18 +653,34 @@ def markdown_report(outcome: Outcome, settings: Settings, reading: Reading) -> s
             "",
         ]
         parts += [f"- **{m}**: {why}" for m, why in outcome.skipped.items()]
+    attributed = sum(r.seconds for r in result.methods.values())
+    parts += [
+        "",
+        "## Time",
+        "",
+        f"{outcome.seconds:.0f} s for building, probing and comparing the methods: "
+        f"{attributed:.0f} s attributing, {outcome.curve_seconds:.0f} s for the "
+        "removal curves and intervals.",
+    ]
+    attribution_files = ", ".join(
+        f"`{name}`" for name in attribution_figure_names(len(result.methods))
+    )
     parts += [
         "",
         "## Figures",
         "",
         "- `baselines.png`: the baselines for the first image.",
-        "- `attributions.png`: attribution maps (sum of |a| over channels, capped "
+        f"- {attribution_files}: attribution maps (sum of |a| over channels, capped "
         "at the 99th percentile) for the first images.",
     ]
     parts += [
-        f"- `curves_{c}.png`: the mean curves of {curve_title(c).lower()}."
+        f"- `curves_{c}.png`: the mean curves of {curve_title(c)}."
         for c in result.curve_names
     ]
+    parts.append(
+        "- `intervals.png`: every cell of the table as a mean with its interval, "
+        "the random control's interval shaded."
+    )
     return "\n".join(parts) + "\n"
 
 
@@ -434,21 +695,19 @@ def write_report(outcome: Outcome, settings: Settings, out: Path) -> Reading:
     return reading
 
 
-def write_summary(out: Path, outcomes: Sequence[Outcome]) -> None:
+def write_summary(
+    out: Path, outcomes: Sequence[Outcome], readings: Sequence[Reading] = ()
+) -> None:
     """``results.md`` / ``.csv`` / ``.json`` at the top of ``out`` for several
     demo variants, each detailed in ``out/<variant>/``."""
     parts = ["# Baseline comparison on the digits variants", ""]
     rows: list[dict[str, Any]] = []
-    for outcome in outcomes:
+    for i, outcome in enumerate(outcomes):
         variant = outcome.problem.facts["variant"]
-        parts += [
-            f"## {outcome.problem.title}",
-            "",
-            outcome.result.format_table(),
-            "",
-            f"Warnings, reading and figures: `{variant}/results.md`.",
-            "",
-        ]
+        parts += [f"## {outcome.problem.title}", "", outcome.result.format_table(), ""]
+        if i < len(readings) and readings[i].rankings:
+            parts += [f"- {line}" for line in readings[i].rankings] + [""]
+        parts += [f"Warnings, reading and figures: `{variant}/results.md`.", ""]
         rows += [{"variant": variant, **row} for row in outcome.result.table()]
     (out / "results.md").write_text("\n".join(parts))
     _write_csv(out / "results.csv", rows)
@@ -458,13 +717,17 @@ def write_summary(out: Path, outcomes: Sequence[Outcome]) -> None:
 
 __all__ = [
     "CURVE_MEANING",
+    "DISTILL_BETTER",
+    "DISTILL_WORSE",
+    "RANKED",
     "Reading",
-    "Score",
     "decoy_share",
+    "distill_verdicts",
+    "format_tiers",
     "json_document",
     "markdown_report",
+    "pattern_samples",
     "read",
-    "scores",
     "write_report",
     "write_summary",
 ]

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from .._hooks import eval_mode
-from ..metrics.compare import ComparisonResult, compare_attributions
+from ..metrics.compare import CURVES, ComparisonResult, compare_attributions
 from . import figures, report
 from .errors import OptionError
 from .loading import (
@@ -34,6 +34,7 @@ from .loading import (
     resolve_targets,
 )
 from .methods import METHODS, AttributionFn, MethodSpec
+from .photos import PHOTO_SCALES, PHOTOS_VARIANT, photo_problem, photo_settings
 from .problems import (
     DEMO_SCALES,
     VARIANTS,
@@ -56,12 +57,15 @@ class Outcome:
         result: The comparison (table, curves, attributions).
         skipped: ``{label: why}`` for each method that could not run.
         seconds: Wall time of building, probing and comparing.
+        curve_seconds: The part of it spent on the removal curves and the
+            intervals (the comparison's time less the methods' own).
     """
 
     problem: Problem
     result: ComparisonResult
     skipped: dict[str, str]
     seconds: float
+    curve_seconds: float = 0.0
 
 
 def available_cpus() -> int:
@@ -207,22 +211,30 @@ def run_comparison(
     specs: Sequence[MethodSpec],
     required: bool = False,
 ) -> Outcome:
-    """Builds and probes the methods, then compares them on the problem."""
+    """Builds and probes the methods, then compares them on the problem under
+    every curve of :data:`~captum_baselines.metrics.compare.CURVES` (ROAD
+    included)."""
     start = time.perf_counter()
     say(work_estimate(problem, settings, specs))
     methods, skipped = build_methods(problem, settings, specs, required)
     say(f"{len(methods)} of {len(specs)} methods ran on {PROBE_IMAGES} probe images")
+    compared = time.perf_counter()
     result = compare_attributions(
         problem.model,
         problem.images,
         problem.targets,
         methods,
+        curves=CURVES,
+        fractions=torch.linspace(0, 1, settings.n_fractions, dtype=torch.float64),
         patch_size=problem.patch_size(settings),
+        noise_std=problem.road_noise_std(settings),
         generator=torch.Generator().manual_seed(settings.seed),
         internal_batch_size=problem.internal_batch_size(settings),
         show_progress=settings.show_progress,
     )
-    return Outcome(problem, result, skipped, time.perf_counter() - start)
+    end = time.perf_counter()
+    attributing = sum(r.seconds for r in result.methods.values())
+    return Outcome(problem, result, skipped, end - start, end - compared - attributing)
 
 
 def say(line: str) -> None:
@@ -230,11 +242,13 @@ def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def write_outcome(outcome: Outcome, settings: Settings, out: Path) -> None:
-    """``results.md``, ``.csv``, ``.json`` and the figures in ``out``."""
+def write_outcome(outcome: Outcome, settings: Settings, out: Path) -> report.Reading:
+    """``results.md``, ``.csv``, ``.json`` and the figures in ``out``; returns
+    the reading."""
     out.mkdir(parents=True, exist_ok=True)
-    report.write_report(outcome, settings, out)
+    reading = report.write_report(outcome, settings, out)
     figures.write_figures(outcome, settings, out)
+    return reading
 
 
 def output_folder(path: str | Path) -> Path:
@@ -245,9 +259,13 @@ def output_folder(path: str | Path) -> Path:
     return out
 
 
-def _print_table(outcome: Outcome, heading: str) -> None:
+def _print_table(outcome: Outcome, heading: str, reading: report.Reading) -> None:
     print(f"\n{heading} ({outcome.seconds:.1f} s)\n")
     print(outcome.result.format_table())
+    if reading.rankings:
+        print("\nRankings, best first ({A, B}: overlapping intervals, not ordered):")
+        for line in reading.rankings:
+            print(f"- {line}")
     for label, why in outcome.skipped.items():
         print(f"skipped {label}: {why}", file=sys.stderr)
 
@@ -266,13 +284,43 @@ def run_demo(
     show_progress: bool = True,
     threads: int | None = 1,
 ) -> list[Outcome]:
-    """``captum-baselines demo``: the embedded DigitsCNN on each digits variant.
+    """``captum-baselines demo``: the embedded DigitsCNN on each digits variant,
+    or (variant ``"photos"``) the pretrained EfficientNet-Lite0 on real photos.
 
     With one variant the results go to ``out``; with several, each to
     ``out/<variant>`` and a summary of all to ``out``.  ``threads``: torch
-    threads (the tiny model runs fastest on one); ``None`` measures.
+    threads (the tiny digits model runs fastest on one); ``None`` measures.
     """
     folder = output_folder(out)
+    unknown = [v for v in variants if v not in VARIANTS and v != PHOTOS_VARIANT.name]
+    if unknown:
+        raise OptionError(f"--variant: unknown {unknown}")
+    outcomes, readings = [], []
+    for name in variants:
+        with torch_threads(threads or 1):
+            problem, settings = demo_problem_and_settings(
+                name, quick, n_images, seed, show_progress
+            )
+        with torch_threads(choose_threads(problem.model, problem.images, threads)):
+            outcome, reading = _demo_variant(problem, settings, folder, len(variants))
+        outcomes.append(outcome)
+        readings.append(reading)
+    if len(variants) > 1:
+        report.write_summary(folder, outcomes, readings)
+    print(f"\nwritten to {folder}")
+    return outcomes
+
+
+def demo_problem_and_settings(
+    variant: str, quick: bool, n_images: int | None, seed: int, show_progress: bool
+) -> tuple[Problem, Settings]:
+    """The problem and settings of one demo variant at its full or quick scale."""
+    if variant == PHOTOS_VARIANT.name:
+        photo_scale = PHOTO_SCALES["quick" if quick else "full"]
+        if n_images is not None:
+            photo_scale = dataclasses.replace(photo_scale, n_images=n_images)
+        settings = photo_settings(photo_scale, seed, show_progress)
+        return photo_problem(photo_scale, settings), settings
     scale = DEMO_SCALES["quick" if quick else "full"]
     if n_images is not None:
         scale = dataclasses.replace(scale, n_images=n_images)
@@ -283,30 +331,26 @@ def run_demo(
         seed=seed,
         show_progress=show_progress,
     )
-    outcomes = []
-    for name in variants:
-        with torch_threads(threads or 1):
-            problem = demo_problem(VARIANTS[name], scale, settings)
-        with torch_threads(choose_threads(problem.model, problem.images, threads)):
-            outcomes.append(_demo_variant(problem, settings, folder, len(variants)))
-    if len(variants) > 1:
-        report.write_summary(folder, outcomes)
-    print(f"\nwritten to {folder}")
-    return outcomes
+    return demo_problem(VARIANTS[variant], scale, settings), settings
 
 
 def _demo_variant(
     problem: Problem, settings: Settings, folder: Path, n_variants: int
-) -> Outcome:
+) -> tuple[Outcome, report.Reading]:
     if problem.layer is not None:
         layer = problem.layer
         say(f"layer methods explain layer {layer.name!r}: {layer.reason}")
     outcome = run_comparison(problem, settings, list(METHODS.values()))
     variant = problem.facts["variant"]
-    write_outcome(outcome, settings, folder / variant if n_variants > 1 else folder)
-    accuracy = problem.facts["test_accuracy"]
-    _print_table(outcome, f"{problem.title}, test accuracy {accuracy:.1%}")
-    return outcome
+    reading = write_outcome(
+        outcome, settings, folder / variant if n_variants > 1 else folder
+    )
+    accuracy = problem.facts.get("test_accuracy")
+    heading = problem.title
+    if accuracy is not None:
+        heading += f", test accuracy {accuracy:.1%}"
+    _print_table(outcome, heading, reading)
+    return outcome, reading
 
 
 def run_compare(
@@ -391,8 +435,8 @@ def run_compare(
             outcome = run_comparison(
                 problem, settings, specs, required=methods is not None
             )
-            write_outcome(outcome, settings, folder)
-    _print_table(outcome, problem.title)
+            reading = write_outcome(outcome, settings, folder)
+    _print_table(outcome, problem.title, reading)
     print(f"\nwritten to {folder}")
     return outcome
 
@@ -404,6 +448,7 @@ __all__ = [
     "available_cpus",
     "build_methods",
     "choose_threads",
+    "demo_problem_and_settings",
     "fastest_threads",
     "output_folder",
     "run_compare",
