@@ -1,0 +1,167 @@
+"""Blur IG and Guided IG: ours (batched, on the path engine) vs PAIR's ``saliency``.
+
+The authors' implementations (``saliency.core.BlurIG``, ``saliency.core.GuidedIG``,
+NumPy, one image at a time) and ours drive the same model: torchvision ResNet-18
+with random weights, eval mode, float32, on a batch of 8 random 3x112x112 images,
+2 threads, equal settings (the reference's defaults: Blur IG max_sigma=50,
+100 steps, grad_step=0.01; Guided IG 200 steps, fraction=0.25, max_dist=0.02,
+black baseline), each image explained for the model's top class.  The
+reference's ``call_model_function`` runs the torch model on the points it is
+given (HWC moved to CHW).  Blur IG's reference is timed with its default
+``batch_size=1`` and with all of an image's steps in one call
+(``batch_size=steps``).
+
+Printed: the median wall time per image over alternating repeated runs (the
+machine's cores may be shared: alternation makes drift hit every run alike),
+ours / reference, and the largest difference of the attributions relative to
+the reference's largest, ``max|ours - ref| / max|ref|``.
+
+Run: ``python benchmarks/bench_path_methods.py [--quick]``
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from saliency.core import INPUT_OUTPUT_GRADIENTS, BlurIG, GuidedIG
+from torch import nn
+from torchvision.models import resnet18
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _timing import alternating_medians, parser  # noqa: E402
+
+import captum_baselines as cb  # noqa: E402
+
+
+def call_model_function(model: nn.Module, target: int) -> Callable[..., Any]:
+    """saliency's interface to the model: gradients of one class score."""
+
+    def call(batch: Any, call_model_args: Any = None, expected_keys: Any = None):
+        chw = np.moveaxis(np.asarray(batch, dtype=np.float32), -1, 1)
+        x = torch.from_numpy(np.ascontiguousarray(chw)).requires_grad_()
+        (gradient,) = torch.autograd.grad(model(x)[:, target].sum(), x)
+        return {INPUT_OUTPUT_GRADIENTS: np.moveaxis(gradient.numpy(), 1, -1)}
+
+    return call
+
+
+def numpy2_quantile() -> None:
+    """saliency 0.2.1's Guided IG calls ``np.quantile(..., interpolation=)``,
+    removed in NumPy 2: translate it to ``method=``."""
+    original = np.quantile
+
+    def quantile(a: Any, q: Any, *args: Any, interpolation: Any = None, **kw: Any):
+        if interpolation is not None:
+            kw["method"] = interpolation
+        return original(a, q, *args, **kw)
+
+    np.quantile = quantile  # type: ignore[assignment]
+
+
+def per_image(
+    method: Callable[[np.ndarray, Callable[..., Any]], np.ndarray],
+    model: nn.Module,
+    x: torch.Tensor,
+    targets: list[int],
+) -> torch.Tensor:
+    """The reference's mask of each image, batched back to NCHW."""
+    masks = [
+        method(
+            np.ascontiguousarray(xi.permute(1, 2, 0).numpy()),
+            call_model_function(model, t),
+        )
+        for xi, t in zip(x, targets)
+    ]
+    return torch.from_numpy(np.stack(masks)).permute(0, 3, 1, 2).float()
+
+
+def relative_difference(ours: torch.Tensor, theirs: torch.Tensor) -> float:
+    return float((ours - theirs).abs().max() / theirs.abs().max())
+
+
+def main() -> None:
+    args = parser(__doc__ or "").parse_args()
+    torch.set_num_threads(2)
+    torch.set_flush_denormal(True)
+    numpy2_quantile()
+    batch, size = (2, 64) if args.quick else (8, 112)
+    blur_steps, guided_steps = (10, 10) if args.quick else (100, 200)
+    repeats = args.repeats or (1 if args.quick else 3)
+    torch.manual_seed(0)
+    model = resnet18(weights=None).eval()
+    x = torch.rand(batch, 3, size, size)
+    with torch.no_grad():
+        targets = model(x).argmax(1).tolist()
+    progress = not args.no_progress
+
+    blur = dict(max_sigma=50.0, grad_step=0.01)
+    runs: dict[str, Callable[[], torch.Tensor]] = {
+        "ours": lambda: cb.BlurIntegratedGradients(model).attribute(
+            x, target=targets, n_steps=blur_steps, internal_batch_size=100, **blur
+        ),
+        "saliency": lambda: per_image(
+            lambda xi, call: BlurIG().GetMask(xi, call, steps=blur_steps, **blur),
+            model,
+            x,
+            targets,
+        ),
+        "saliency batch_size=steps": lambda: per_image(
+            lambda xi, call: BlurIG().GetMask(
+                xi, call, steps=blur_steps, batch_size=blur_steps, **blur
+            ),
+            model,
+            x,
+            targets,
+        ),
+    }
+    report("Blur IG", runs, batch, size, repeats, progress)
+
+    guided = dict(fraction=0.25, max_dist=0.02)
+    runs = {
+        "ours": lambda: cb.GuidedIntegratedGradients(model).attribute(
+            x, target=targets, n_steps=guided_steps, **guided
+        ),
+        "saliency": lambda: per_image(
+            lambda xi, call: GuidedIG().GetMask(
+                xi, call, x_steps=guided_steps, **guided
+            ),
+            model,
+            x,
+            targets,
+        ),
+    }
+    report("Guided IG", runs, batch, size, repeats, progress)
+
+
+def report(
+    name: str,
+    runs: dict[str, Callable[[], torch.Tensor]],
+    batch: int,
+    size: int,
+    repeats: int,
+    progress: bool,
+) -> None:
+    results = {label: run() for label, run in runs.items()}
+    times = alternating_medians(runs, repeats, progress)
+    print(
+        f"{name}: ResNet-18 (random weights), batch {batch}x3x{size}x{size}, "
+        f"{torch.get_num_threads()} threads, median of {repeats} alternating runs"
+    )
+    for label, t in times.items():
+        line = f"  {label:<26} {t / batch:8.3f} s per image"
+        if label != "ours":
+            line += (
+                f"   ours / this {times['ours'] / t:6.3f}"
+                f"   max relative difference "
+                f"{relative_difference(results['ours'], results[label]):.1e}"
+            )
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
