@@ -3,20 +3,20 @@
 The authors' implementations (``saliency.core.BlurIG``, ``saliency.core.GuidedIG``,
 NumPy, one image at a time) and ours drive the same model: torchvision ResNet-18
 with random weights, eval mode, float32, on a batch of 8 random 3x112x112 images,
-2 threads, equal settings (the reference's defaults: Blur IG max_sigma=50,
-100 steps, grad_step=0.01; Guided IG 200 steps, fraction=0.25, max_dist=0.02,
-black baseline), each image explained for the model's top class.  The
-reference's ``call_model_function`` runs the torch model on the points it is
+2 threads (``--threads``), equal settings (the reference's defaults: Blur IG
+max_sigma=50, 100 steps, grad_step=0.01; Guided IG 200 steps, fraction=0.25,
+max_dist=0.02, black baseline), each image explained for the model's top class.
+The reference's ``call_model_function`` runs the torch model on the points it is
 given (HWC moved to CHW).  Blur IG's reference is timed with its default
 ``batch_size=1`` and with all of an image's steps in one call
-(``batch_size=steps``).
+(``batch_size=steps``); ours evaluates 100 path points per pass.
 
 Printed: the median wall time per image over alternating repeated runs (the
 machine's cores may be shared: alternation makes drift hit every run alike),
 ours / reference, and the largest difference of the attributions relative to
 the reference's largest, ``max|ours - ref| / max|ref|``.
 
-Run: ``python benchmarks/bench_path_methods.py [--quick]``
+Run: ``python benchmarks/bench_path_methods.py [--quick] [--threads N]``
 """
 
 from __future__ import annotations
@@ -85,8 +85,10 @@ def relative_difference(ours: torch.Tensor, theirs: torch.Tensor) -> float:
 
 
 def main() -> None:
-    args = parser(__doc__ or "").parse_args()
-    torch.set_num_threads(2)
+    p = parser(__doc__ or "")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (2)")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     numpy2_quantile()
     batch, size = (2, 64) if args.quick else (8, 112)
@@ -146,8 +148,14 @@ def report(
     repeats: int,
     progress: bool,
 ) -> None:
-    results = {label: run() for label, run in runs.items()}
-    times = alternating_medians(runs, repeats, progress)
+    results: dict[str, torch.Tensor] = {}
+
+    def keeping(label: str, run: Callable[[], torch.Tensor]) -> Callable[[], None]:
+        return lambda: results.__setitem__(label, run())
+
+    times = alternating_medians(
+        {label: keeping(label, run) for label, run in runs.items()}, repeats, progress
+    )
     print(
         f"{name}: ResNet-18 (random weights), batch {batch}x3x{size}x{size}, "
         f"{torch.get_num_threads()} threads, median of {repeats} alternating runs"

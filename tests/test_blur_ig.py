@@ -156,6 +156,26 @@ def test_multi_input_blurs_each_tensor_over_its_last_two_dimensions():
     )
 
 
+def test_beyond_the_border_the_image_continues_at_the_low_end_of_its_range():
+    # in a normalized space "black" is a per-channel value, not 0: the path then
+    # is the reference's path of the image shifted so that black is 0
+    model = smooth_cnn()
+    low, high = cb.baselines.normalized_range([0.5, 0.4, 0.3], [0.2, 0.25, 0.3])
+
+    def shifted(z):
+        return model(z + low)
+
+    kwargs = dict(target=TARGETS, max_sigma=5.0, n_steps=8)
+    attr, delta = BlurIntegratedGradients(model).attribute(
+        X, value_range=(low, high), return_convergence_delta=True, **kwargs
+    )
+    expected, expected_delta = BlurIntegratedGradients(shifted).attribute(
+        X - low, return_convergence_delta=True, **kwargs
+    )
+    torch.testing.assert_close(attr, expected, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(delta, expected_delta, rtol=1e-9, atol=1e-12)
+
+
 def test_per_example_additional_forward_args_follow_their_example():
     model = mlp()
 
@@ -212,6 +232,7 @@ class Untouchable(nn.Module):
         ({"sqrt": "yes"}, TypeError, "sqrt"),
         ({"idgi": 1}, TypeError, "idgi"),
         ({"internal_batch_size": 0}, ValueError, "internal_batch_size"),
+        ({"value_range": (1.0, 0.0)}, ValueError, "value_range"),
         ({"target": [0]}, TargetError, "target"),
     ],
 )

@@ -18,7 +18,8 @@ A row is one ``(k, example)``: its point ``L(x, sigma_k)``, its velocity the
 negated difference quotient (the path goes towards smaller sigma) and its
 weight ``sigma_{k+1} - sigma_k``.  ``L`` is :func:`captum_baselines.baselines.blur`
 of the last two dimensions, each channel on its own, with zeros beyond the
-border (``mode="constant"``, as the reference's ``scipy`` filter).  The sum
+border (``mode="constant"``, as the reference's ``scipy`` filter), or the low
+end of ``value_range`` (black in a normalized space).  The sum
 approximates ``f(x) - f(L(x, sigma_n))``; its residual is the convergence delta.
 """
 
@@ -41,9 +42,11 @@ from .._engine.path import PathChunk, Weighting, along_path, integrate, total
 from .._engine.targets import check_target_form
 from .._hooks import eval_mode
 from .._validation import (
+    ValueRange,
     check_nonnegative,
     check_optional_positive_int,
     check_positive_int,
+    resolve_value_range,
 )
 from ..baselines import blur
 from .idgi import idgi_weighting
@@ -63,13 +66,21 @@ def blur_sigmas(max_sigma: float, n_steps: int, sqrt: bool = False) -> list[floa
     return [k * max_sigma / n_steps for k in range(n_steps + 1)]
 
 
-def blurred(inputs: tuple[Tensor, ...], sigma: float) -> tuple[Tensor, ...]:
-    """``L(x, sigma)`` of every input tensor, zeros beyond the border."""
-    return tuple(blur(x, sigma, mode="constant") for x in inputs)
+Pads = tuple[Tensor, ...] | None
+
+
+def blurred(
+    inputs: tuple[Tensor, ...], sigma: float, pads: Pads = None
+) -> tuple[Tensor, ...]:
+    """``L(x, sigma)`` of every input tensor; beyond the border the image
+    continues at ``pads`` (one per tensor, broadcast to one example), else 0."""
+    if pads is None:
+        return tuple(blur(x, sigma, mode="constant") for x in inputs)
+    return tuple(blur(x - p, sigma, mode="constant") + p for x, p in zip(inputs, pads))
 
 
 def blur_rows(
-    inputs: tuple[Tensor, ...], sigmas: Sequence[float], rows: slice
+    inputs: tuple[Tensor, ...], sigmas: Sequence[float], rows: slice, pads: Pads = None
 ) -> tuple[Tensor, ...]:
     """``L(x_e, sigma_k)`` of the rows ``r = k N + e`` in ``rows``.
 
@@ -80,7 +91,7 @@ def blur_rows(
     parts = []
     for k in range(rows.start // n, -(-rows.stop // n)):
         first, last = max(rows.start - k * n, 0), min(rows.stop - k * n, n)
-        parts.append(blurred(tuple(x[first:last] for x in inputs), sigmas[k]))
+        parts.append(blurred(tuple(x[first:last] for x in inputs), sigmas[k], pads))
     return tuple(torch.cat(p) for p in zip(*parts))
 
 
@@ -88,9 +99,14 @@ class BlurPath:
     """The rows of the blur path of every example, scale by scale."""
 
     def __init__(
-        self, inputs: tuple[Tensor, ...], sigmas: Sequence[float], grad_step: float
+        self,
+        inputs: tuple[Tensor, ...],
+        sigmas: Sequence[float],
+        grad_step: float,
+        pads: Pads = None,
     ) -> None:
         self.inputs, self.sigmas, self.grad_step = inputs, sigmas, grad_step
+        self.pads = pads
         self.n_examples = inputs[0].shape[0]
         self.n_steps = len(sigmas) - 1
         steps = torch.tensor(sigmas, dtype=torch.float64).diff()
@@ -101,8 +117,9 @@ class BlurPath:
         return self.n_steps * self.n_examples
 
     def chunk(self, rows: slice) -> PathChunk:
-        points = blur_rows(self.inputs, self.sigmas, rows)
-        ahead = blur_rows(self.inputs, [s + self.grad_step for s in self.sigmas], rows)
+        points = blur_rows(self.inputs, self.sigmas, rows, self.pads)
+        later = [s + self.grad_step for s in self.sigmas]
+        ahead = blur_rows(self.inputs, later, rows, self.pads)
         # d/dsigma by the forward difference, negated: the path runs to sigma = 0
         velocities = tuple((p - a) / self.grad_step for p, a in zip(points, ahead))
         device = self.inputs[0].device
@@ -126,6 +143,7 @@ def blur_integrated_gradients(
     internal_batch_size: int | None = None,
     idgi: bool = False,
     show_progress: bool = False,
+    pads: Pads = None,
 ) -> tuple[Tensor, ...]:
     """Blur IG on the grid ``sigmas`` (increasing from 0), every example at once.
 
@@ -133,13 +151,13 @@ def blur_integrated_gradients(
     the output change over its step, ``f(L(x_e, sigma_k)) - f(L(x_e,
     sigma_{k+1}))``: ``n_steps + 1`` forward passes per example first.
     """
-    path = BlurPath(inputs, sigmas, grad_step)
+    path = BlurPath(inputs, sigmas, grad_step, pads)
     n = inputs[0].shape[0]
     weighting: Weighting = along_path
     if idgi:
         values = forward_rows(
             forward_func,
-            lambda rows: blur_rows(inputs, sigmas, rows),
+            lambda rows: blur_rows(inputs, sigmas, rows, pads),
             torch.arange(len(sigmas) * n, device=inputs[0].device) % n,
             n,
             target,
@@ -217,6 +235,7 @@ class BlurIntegratedGradients(GradientAttribution):
         internal_batch_size: int | None = None,
         *,
         return_convergence_delta: Literal[True],
+        value_range: ValueRange | None = None,
         show_progress: bool = False,
     ) -> tuple[TensorOrTupleOfTensorsGeneric, Tensor]: ...
 
@@ -234,6 +253,7 @@ class BlurIntegratedGradients(GradientAttribution):
         internal_batch_size: int | None = None,
         return_convergence_delta: Literal[False] = False,
         *,
+        value_range: ValueRange | None = None,
         show_progress: bool = False,
     ) -> TensorOrTupleOfTensorsGeneric: ...
 
@@ -251,6 +271,7 @@ class BlurIntegratedGradients(GradientAttribution):
         internal_batch_size: int | None = None,
         return_convergence_delta: bool = False,
         *,
+        value_range: ValueRange | None = None,
         show_progress: bool = False,
     ) -> TensorOrTupleOfTensorsGeneric | tuple[TensorOrTupleOfTensorsGeneric, Tensor]:
         r"""Blur IG from ``L(x, max_sigma)`` to ``x`` in ``n_steps`` steps.
@@ -281,6 +302,12 @@ class BlurIntegratedGradients(GradientAttribution):
             return_convergence_delta (bool, optional): Also return
                 ``sum(BlurIG) - (f(x) - f(L(x, sigma_n)))`` per example.
                 Default: False.
+            value_range (tuple, optional): The valid range ``(low, high)`` of
+                the inputs, floats or tensors broadcastable to one example (e.g.
+                :func:`~captum_baselines.baselines.normalized_range` for
+                normalized images): beyond the border the image continues at
+                ``low`` (black), as the reference's zeros do for images in
+                ``[0, 1]``. Default: None, zeros in any space (the reference).
             show_progress (bool, optional): Show a tqdm bar over the path points.
 
         Returns:
@@ -305,6 +332,11 @@ class BlurIntegratedGradients(GradientAttribution):
         idgi = check_idgi(idgi, True)
         check_target_form(target, x[0].shape[0])
         check_optional_positive_int("internal_batch_size", internal_batch_size)
+        pads = (
+            None
+            if value_range is None
+            else tuple(resolve_value_range(value_range, t)[0] for t in x)
+        )
         sigmas = blur_sigmas(max_sigma, n_steps, sqrt)
         with eval_mode(self.forward_func):
             attributions = blur_integrated_gradients(
@@ -317,12 +349,13 @@ class BlurIntegratedGradients(GradientAttribution):
                 internal_batch_size,
                 idgi,
                 show_progress,
+                pads,
             )
             if return_convergence_delta:
                 gap = completeness_gap(
                     self.forward_func,
                     x,
-                    blurred(x, sigmas[-1]),
+                    blurred(x, sigmas[-1], pads),
                     target,
                     additional_forward_args,
                     internal_batch_size,

@@ -119,27 +119,27 @@ def guided_step(
         max_dist: How far (in alpha) a feature may stray from the line.
     """
     low, high = max(alpha - max_dist, 0.0), min(alpha + max_dist, 1.0)
-    floor, ceiling = line.at(low), line.at(high)
+    bottom, top = line.at(low), line.at(high)
     goal = line.length * (1.0 - alpha)
     rank = math.floor((x.shape[1] - 1) * fraction)  # the lower order statistic
     magnitude = gradient.abs()
     moving = torch.ones(len(x), dtype=torch.bool, device=x.device)
     while bool(moving.any()):
         behind = (line.alpha_of(x, high) < low) & moving[:, None]
-        x = torch.where(behind, floor, x)
+        x = torch.where(behind, bottom, x)
         distance = (x - line.end).abs().sum(1)
         moving &= (distance - goal).abs() > torch.clamp(
             TOLERANCE * torch.maximum(distance, goal), min=TOLERANCE
         )
-        done = x == ceiling
+        done = x == top
         ranked = torch.where(done, math.inf, magnitude)
         threshold = ranked.kthvalue(rank + 1, dim=1).values
         selected = (ranked <= threshold[:, None]) & ~done & moving[:, None]
-        room = ((ceiling - x).abs() * selected).sum(1)
+        room = ((top - x).abs() * selected).sum(1)
         gamma = torch.where(room > 0, (distance - goal) / room, math.inf)
         # all the way to the top if that is not enough, else the share gamma
         moved = torch.where(
-            column(gamma, x) > 1, ceiling, x + (ceiling - x) * column(gamma, x)
+            column(gamma, x) > 1, top, x + (top - x) * column(gamma, x)
         )
         x = torch.where(selected, moved, x)
         # Selected features that all reach the band's top leave the target unmet:
