@@ -32,7 +32,8 @@ def call_model_function(
         if visited is not None:
             visited.extend(np.array(b) for b in batch)
         x = torch.from_numpy(np.ascontiguousarray(np.moveaxis(batch, -1, 1)))
-        x.requires_grad_()
+        # the model's own dtype, as a user's function would cast
+        x = x.to(next(model.parameters()).dtype).requires_grad_()
         (gradient,) = torch.autograd.grad(model(x)[:, target].sum(), x)
         return {INPUT_OUTPUT_GRADIENTS: np.moveaxis(gradient.numpy(), 1, -1)}
 
