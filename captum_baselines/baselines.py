@@ -200,21 +200,21 @@ def _padding_index(size: int, radius: int, mode: str, device: torch.device) -> T
 
 
 def _blur_matrix(size: int, sigma: float, radius: int, mode: str) -> Tensor:
-    """``(size, size)`` float64 ``M`` with ``blurred = M @ axis``: entry ``(o, s)``
-    sums the kernel taps of output ``o`` that read pixel ``s`` after padding."""
+    """``(size, size)`` float64 ``M`` with ``blurred = M @ axis``: the banded
+    kernel over the padded axis, times the padding's choice of source pixel."""
     kernel = _gaussian_kernel(sigma, radius, torch.empty(0, dtype=torch.float64))
-    taps = 2 * radius + 1
-    outputs = torch.arange(size).repeat_interleave(taps)
-    padded = outputs + torch.arange(taps).repeat(size)  # position on the padded axis
-    weights = kernel.repeat(size)
+    # positions on the padded axis; zero padding reads nothing beyond the border
+    padded = torch.arange(size + 2 * radius)
     if mode == "constant":
-        source = padded - radius
-        inside = (source >= 0) & (source < size)
-        outputs, source, weights = outputs[inside], source[inside], weights[inside]
-    else:
-        source = _padding_index(size, radius, mode, torch.device("cpu"))[padded]
-    matrix = torch.zeros(size, size, dtype=torch.float64)
-    return matrix.index_put_((outputs, source), weights, accumulate=True)
+        padded = padded[radius : radius + size]
+    taps = padded[None, :] - torch.arange(size)[:, None]  # tap of output o at j
+    band = torch.where(
+        (taps >= 0) & (taps <= 2 * radius), kernel[taps.clamp(0, 2 * radius)], 0.0
+    )
+    if mode == "constant":
+        return band
+    source = _padding_index(size, radius, mode, torch.device("cpu"))
+    return band @ torch.nn.functional.one_hot(source, size).to(torch.float64)
 
 
 def _blur_along(
