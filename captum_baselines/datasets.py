@@ -6,8 +6,9 @@ variants that make the baseline literature's points on real data:
 - ``"digits"``: white ink on black, as shipped.
 - ``"inverted"``: black ink on white (``1 - x``); a black baseline cannot
   attribute black ink.
-- ``"decoy"``: the top-left ``4x4`` patch (at 32x32) set to ``label / 9``, a
-  shortcut the classifier learns; attributions should find it.
+- ``"decoy"``: the top-left patch of side :func:`decoy_patch_size` (4 at
+  32x32) set to ``label / 9``, a shortcut the classifier learns; attributions
+  should find it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ class DigitsSplit(NamedTuple):
     test_labels: Tensor
 
 
+def decoy_patch_size(size: int) -> int:
+    """Side in pixels of the label-revealing patch of the ``"decoy"`` variant."""
+    return max(1, size // 8)
+
+
 def load_digits_images(
     variant: Variant = "inverted",
     size: int = 8,
@@ -43,7 +49,13 @@ def load_digits_images(
         test_fraction: Share of the images held out, drawn with ``seed``.
         seed: Seed of the split.
     """
-    from sklearn.datasets import load_digits
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as error:
+        raise ImportError(
+            "the embedded digits need scikit-learn: pip install "
+            "'captum-baselines[demo]' (or scikit-learn)"
+        ) from error
 
     if variant not in ("digits", "inverted", "decoy"):
         raise ValueError(
@@ -63,7 +75,7 @@ def load_digits_images(
     if variant == "inverted":
         images = 1 - images
     elif variant == "decoy":
-        patch = max(1, size // 8)
+        patch = decoy_patch_size(size)
         images[:, :, :patch, :patch] = (labels.float() / 9).view(-1, 1, 1, 1)
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
     n_test = int(round(test_fraction * len(images)))

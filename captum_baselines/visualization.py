@@ -7,19 +7,19 @@ channels, capped at the 99th percentile.  The plot helpers draw the article's
 figures: attribution grids, the gallery of baselines, the model output along the
 path (saturation), the cumulative attribution against ``f(x) - f(x')``
 (completeness) and ablation / degradation curves with the random control.  Every
-helper returns its ``matplotlib.figure.Figure``.
+helper returns its ``matplotlib.figure.Figure``, sized for a paper (7 in wide
+at most, 8 pt text) with every legend outside the data area; matplotlib is
+imported when a figure is drawn.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from captum._utils.typing import TargetType
-from matplotlib.figure import Figure
 from torch import Tensor
 
 from ._engine.forward import Score, check_score, forward_rows, scored
@@ -31,7 +31,93 @@ from .attr.integrated_gradients import check_rule, quadrature
 from .metrics.ablation import area_under_curve
 from .metrics.removal import single_input
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
 Sign = Literal["absolute", "signed"]
+
+#: Line colours: matplotlib's ten without its grey, so that no method looks like
+#: the control (black, dashed).
+COLORS = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#bcbd22",
+    "#17becf",
+)
+#: Line styles, cycled alongside the colours: 9 colours x 4 styles give 36 lines
+#: that differ in colour and style from each other and from their neighbours.
+LINESTYLES = ("-", "--", "-.", ":")
+CONTROL_STYLE: dict[str, Any] = {"color": "black", "linestyle": "--", "linewidth": 1.6}
+_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*")
+
+#: Human titles and x labels of the removal curves of ``metrics.compare``.
+CURVE_TITLES = {
+    "top_k": "Top-k ablation",
+    "mass_center": "Mass-center ablation",
+    "degradation": "Degradation",
+}
+CURVE_XLABELS = {
+    "top_k": "fraction of pixels removed (highest attribution first)",
+    "mass_center": "fraction of pixels removed (box around the center of mass)",
+    "degradation": "fraction of patches replaced (most relevant first)",
+}
+
+_TEXT = 8  # points: the body text of a paper figure
+_SMALL = 7
+
+
+def curve_title(curve: str) -> str:
+    """A human title for a curve name of ``metrics.compare`` (``"top_k"`` ->
+    ``"Top-k ablation"``); unknown names are spelled out."""
+    return CURVE_TITLES.get(curve, curve.replace("_", " ").capitalize())
+
+
+def line_styles(n: int) -> list[dict[str, Any]]:
+    """``n`` line styles (``color``, ``linestyle``, and a ``marker`` past 36), no
+    two alike."""
+    styles = []
+    for i in range(n):
+        style: dict[str, Any] = {
+            "color": COLORS[i % len(COLORS)],
+            "linestyle": LINESTYLES[i % len(LINESTYLES)],
+        }
+        cycle = len(COLORS) * len(LINESTYLES)
+        if i >= cycle:
+            style["marker"] = _MARKERS[(i // cycle - 1) % len(_MARKERS)]
+            style["markersize"] = 3
+        styles.append(style)
+    return styles
+
+
+def _pyplot() -> Any:
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _style_axes(ax: Axes) -> None:
+    """Paper sizes on one axes: 8 pt labels, 7 pt ticks, no top/right spines."""
+    ax.tick_params(labelsize=_SMALL)
+    ax.xaxis.label.set_fontsize(_TEXT)
+    ax.yaxis.label.set_fontsize(_TEXT)
+    ax.title.set_fontsize(_TEXT + 1)
+    ax.spines[["top", "right"]].set_visible(False)
+
+
+def _frame(ax: Axes, color: str = "0.3") -> None:
+    """An image panel: no ticks, a thin frame (a white panel stays visible)."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(True)
+        spine.set_color(color)
+        spine.set_linewidth(0.8)
 
 
 def _as_tensor(name: str, values: Any) -> Tensor:
@@ -109,8 +195,9 @@ def plot_attributions(
     clip_percentile: float = 99.0,
     cmap: str | None = None,
     overlay: float = 0.0,
+    outline: bool = False,
     image_titles: list[str] | None = None,
-    size: float = 2.0,
+    size: float = 1.2,
 ) -> Figure:
     """A grid: one row per image, the image then one attribution map per method.
 
@@ -125,11 +212,14 @@ def plot_attributions(
         clip_percentile: See :func:`attribution_map`.
         cmap: Override the colour map.
         overlay: Opacity of the grey image drawn under each map (0: none).
-        image_titles: One label per row (e.g. the class).
+        outline: Draw the contour of the input at mid-grey over each map (the
+            strokes of a digit), so that what a map leaves out is visible.
+        image_titles: One label per row (e.g. the class), left of the input.
         size: Inches per panel.
 
     Returns:
-        The figure; column titles are ``"input"`` and the method names.
+        The figure: column titles (``"input"`` and the method names) on the first
+        row, and one colorbar for all maps, labelled with the sign convention.
     """
     x = _as_tensor("images", images)
     if x.dim() != 4:
@@ -150,37 +240,84 @@ def plot_attributions(
             )
     if image_titles is not None and len(image_titles) != x.shape[0]:
         raise ValueError("`image_titles` must have one entry per image")
-    cmap = cmap or ("magma" if sign == "absolute" else "bwr")
-    vmin = 0.0 if sign == "absolute" else -1.0
+    absolute = sign == "absolute"
+    cmap = cmap or ("magma" if absolute else "bwr")
+    vmin = 0.0 if absolute else -1.0
+    # Contours must stand out on the map: cyan on magma's dark end, black on
+    # bwr's white middle.
+    contour_color = "#00e5ff" if absolute else "black"
     n_rows, n_cols = x.shape[0], 1 + len(maps)
-    fig, axes = plt.subplots(
-        n_rows, n_cols, figsize=(size * n_cols, size * n_rows), squeeze=False
+    # A fixed layout in inches (a grid layout engine takes seconds on 50 panels):
+    # row labels left, two-line column titles on top, the colorbar right.
+    gap, left, top, bottom, right = 0.06, 0.3, 0.4, 0.08, 0.95
+    grid_w, grid_h = (
+        n_cols * size + (n_cols - 1) * gap,
+        n_rows * size + (n_rows - 1) * gap,
     )
+    width, height = left + grid_w + right, top + grid_h + bottom
+    fig = _pyplot().figure(figsize=(width, height))
+    axes = fig.add_gridspec(
+        n_rows,
+        n_cols,
+        left=left / width,
+        right=(left + grid_w) / width,
+        bottom=bottom / height,
+        top=(bottom + grid_h) / height,
+        wspace=gap / size,
+        hspace=gap / size,
+    ).subplots(squeeze=False)
+    drawn = None
     for i in range(n_rows):
         shown, image_cmap = _display_image(x[i])
+        grey = shown if shown.ndim == 2 else shown.mean(2)
         axes[i, 0].imshow(shown, cmap=image_cmap)
-        axes[i, 0].set_title("input" if image_titles is None else image_titles[i])
-        for j, (name, m) in enumerate(maps.items(), start=1):
+        if image_titles is not None:
+            axes[i, 0].set_ylabel(image_titles[i], fontsize=_TEXT)
+        for j, m in enumerate(maps.values(), start=1):
             ax = axes[i, j]
             if overlay > 0:
-                grey = shown if shown.ndim == 2 else shown.mean(2)
                 ax.imshow(grey, cmap="gray", alpha=overlay)
-            ax.imshow(
+            drawn = ax.imshow(
                 m[i],
                 cmap=cmap,
                 vmin=vmin,
                 vmax=1.0,
                 alpha=1 - overlay if overlay else 1,
             )
-            ax.set_title(name)
+            if outline and grey.max() > grey.min():
+                ax.contour(
+                    grey,
+                    levels=[0.5 * (grey.min() + grey.max())],
+                    colors=contour_color,
+                    linewidths=0.7,
+                )
+    for j, name in enumerate(["input", *maps]):
+        axes[0, j].set_title(name, fontsize=_TEXT)
     for ax in axes.flat:
-        ax.set_axis_off()
-    fig.tight_layout()
+        _frame(ax)
+    if drawn is not None:
+        label = (
+            f"|attribution| / its {clip_percentile:g}th percentile"
+            if absolute
+            else f"attribution / {clip_percentile:g}th percentile of |attribution|"
+        )
+        bar_h = min(grid_h, max(size, 0.7 * grid_h))
+        cax = fig.add_axes(
+            (
+                (left + grid_w + 0.12) / width,
+                (bottom + (grid_h - bar_h) / 2) / height,
+                0.1 / width,
+                bar_h / height,
+            )
+        )
+        bar = fig.colorbar(drawn, cax=cax)
+        bar.set_label(label, fontsize=_SMALL)
+        bar.ax.tick_params(labelsize=_SMALL)
     return fig
 
 
 def plot_baselines(
-    image: Any, baselines: Mapping[str, Any], *, size: float = 2.0
+    image: Any, baselines: Mapping[str, Any], *, size: float = 1.2
 ) -> Figure:
     """A gallery: the input, then each named baseline for it.
 
@@ -188,7 +325,9 @@ def plot_baselines(
         image: ``(C, H, W)`` or ``(1, C, H, W)``.
         baselines: ``{name: baseline}``, each shaped like ``image`` (the first
             example is shown if a batch is given).  All panels share the input's
-            value range, so a black baseline looks black.
+            value range, so a black baseline looks black; every panel is framed,
+            so a white one stays visible.
+        size: Inches per panel.
     """
     x = _as_tensor("image", image)
     if x.dim() == 4:
@@ -208,8 +347,12 @@ def plot_baselines(
     stacked = torch.stack(list(panels.values())).to(torch.float64)
     low, high = stacked.min(), stacked.max()
     scale = high - low if high > low else torch.tensor(1.0, dtype=torch.float64)
-    fig, axes = plt.subplots(
-        1, len(panels), figsize=(size * len(panels), size), squeeze=False
+    fig, axes = _pyplot().subplots(
+        1,
+        len(panels),
+        figsize=(size * len(panels), size + 0.3),
+        squeeze=False,
+        layout="constrained",
     )
     for ax, (name, t) in zip(axes[0], panels.items(), strict=True):
         shown = ((t.to(torch.float64) - low) / scale).clamp(0, 1)
@@ -217,9 +360,8 @@ def plot_baselines(
             ax.imshow(shown.permute(1, 2, 0).numpy())
         else:
             ax.imshow(shown.mean(0).numpy(), cmap="gray", vmin=0, vmax=1)
-        ax.set_title(name)
-        ax.set_axis_off()
-    fig.tight_layout()
+        ax.set_title(name, fontsize=_TEXT)
+        _frame(ax, "black")
     return fig
 
 
@@ -289,15 +431,15 @@ def plot_path_outputs(
     values = path_outputs(
         forward_func, x, baselines, alphas, target, score, additional_forward_args
     )
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for i in range(x.shape[0]):
+    fig, ax = _pyplot().subplots(figsize=(4.5, 2.6), layout="constrained")
+    for i, style in enumerate(line_styles(x.shape[0])):
         label = labels[i] if labels is not None else f"example {i}"
-        ax.plot(alphas.numpy(), values[i].cpu().double().numpy(), label=label)
-    ax.set_xlabel("alpha")
+        ax.plot(alphas.numpy(), values[i].cpu().double().numpy(), label=label, **style)
+    ax.set_xlabel("alpha (0: baseline, 1: input)")
     ax.set_ylabel("probability" if score == "probability" else "model output")
     ax.set_title("model output along the path")
-    ax.legend()
-    fig.tight_layout()
+    _style_axes(ax)
+    fig.legend(loc="outside right upper", fontsize=_SMALL, frameon=False)
     return fig
 
 
@@ -354,7 +496,7 @@ def plot_completeness(
     method: str = "gausslegendre",
     additional_forward_args: Any = None,
     labels: list[str] | None = None,
-    size: float = 3.5,
+    size: float = 2.4,
 ) -> Figure:
     """The completeness figure, one panel per example.
 
@@ -362,7 +504,7 @@ def plot_completeness(
     with the quadrature's own nodes and weights (``"cumulative attribution"``),
     the exact ``f(x' + alpha (x - x')) - f(x')`` it estimates (``"f(path) -
     f(x')"``) and the target ``f(x) - f(x')`` as a horizontal line.  The gap at
-    ``alpha = 1`` is the convergence delta.
+    ``alpha = 1`` is the convergence delta.  One legend below the panels.
     """
     x = single_input("inputs", inputs)
     alphas, cumulative, gap = cumulative_attribution(
@@ -374,7 +516,9 @@ def plot_completeness(
     ).to(torch.float64)
     along = along - along[:, :1]
     n = x.shape[0]
-    fig, axes = plt.subplots(1, n, figsize=(size * n, size * 0.8), squeeze=False)
+    fig, axes = _pyplot().subplots(
+        1, n, figsize=(size * n, size * 0.85 + 0.4), squeeze=False, layout="constrained"
+    )
     for i, ax in enumerate(axes[0]):
         ax.plot(
             fine.numpy(), along[i].cpu().numpy(), color="0.6", label="f(path) - f(x')"
@@ -382,16 +526,23 @@ def plot_completeness(
         ax.plot(
             alphas.numpy(),
             cumulative[i].cpu().numpy(),
+            color=COLORS[0],
             marker=".",
             label="cumulative attribution",
         )
-        ax.axhline(float(gap[i]), linestyle="--", color="k", label="f(x) - f(x')")
+        ax.axhline(float(gap[i]), label="f(x) - f(x')", **CONTROL_STYLE)
         ax.set_xlabel("alpha")
         title = labels[i] if labels is not None else f"example {i}"
         delta = float(cumulative[i, -1] - gap[i])
         ax.set_title(f"{title} (delta {delta:.2g})")
-    axes[0, 0].legend(fontsize="small")
-    fig.tight_layout()
+        _style_axes(ax)
+    fig.legend(
+        *axes[0, 0].get_legend_handles_labels(),
+        loc="outside lower center",
+        ncols=3,
+        fontsize=_SMALL,
+        frameon=False,
+    )
     return fig
 
 
@@ -403,22 +554,32 @@ def plot_curves(
     title: str | None = None,
     xlabel: str = "fraction removed",
     ylabel: str = "score relative to the input",
-    band: bool = True,
+    band: bool = False,
+    width: float = 6.0,
 ) -> Figure:
     """Mean ablation / degradation curves, one line per method.
 
     Args:
         curves: ``{method: (N, F) or (F,) curve}``.
         x: The ``F`` x-coordinates; default evenly spaced on [0, 1].
-        control: The name of the control curve, drawn dashed and grey.
+        control: The name of the control curve, drawn black and dashed (no
+            method is drawn in black).
         title: Axes title.
-        band: Shade the mean +- one standard error over examples.
+        xlabel: Label of the x axis.
+        ylabel: Label of the y axis.
+        band: Shade the mean +- one standard error over examples (off by
+            default: with many methods the bands hide each other; intervals
+            belong in the table).
+        width: Width in inches (6: a two-column paper's text width, with room for
+            the legend).
 
     Returns:
         The figure; each method's line holds its mean curve and its label the
-        area under that mean curve (lower is better).
+        area under that mean curve (lower is better).  Lines differ in colour
+        and style; the legend sits right of the axes.
     """
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ax = _pyplot().subplots(figsize=(width, width * 0.45), layout="constrained")
+    styles = iter(line_styles(len(curves)))
     for name, values in curves.items():
         c = _as_tensor(f"curves[{name!r}]", values).to(torch.float64)
         c = c[None] if c.dim() == 1 else c
@@ -435,10 +596,13 @@ def plot_curves(
             )
         mean = c.mean(0)
         area = float(area_under_curve(mean, xs if x is not None else None))
-        style: dict[str, Any] = {"label": f"{name} (AUC {area:.3f})"}
-        if name == control:
-            style.update(linestyle="--", color="0.5")
-        (line,) = ax.plot(xs.numpy(), mean.numpy(), **style)
+        style = dict(CONTROL_STYLE) if name == control else next(styles)
+        (line,) = ax.plot(
+            xs.numpy(),
+            mean.numpy(),
+            label=f"{name} (AUC {area:.3f})",
+            **{"linewidth": 1.3, **style},
+        )
         if band and c.shape[0] > 1:
             sem = c.std(0) / c.shape[0] ** 0.5
             ax.fill_between(
@@ -446,31 +610,49 @@ def plot_curves(
                 (mean - sem).numpy(),
                 (mean + sem).numpy(),
                 color=line.get_color(),
-                alpha=0.2,
+                alpha=0.15,
+                linewidth=0,
             )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, linewidth=0.5)
     if title:
         ax.set_title(title)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
+    _style_axes(ax)
+    fig.legend(
+        loc="outside right upper",
+        fontsize=_SMALL,
+        frameon=False,
+    )
     return fig
 
 
-def plot_comparison(result: Any, curve: str = "top_k") -> Figure:
-    """:func:`plot_curves` of one curve of a ``ComparisonResult``."""
-    xlabel = "fraction of patches replaced" if curve == "degradation" else None
-    return plot_curves(
-        result.curves(curve),
-        result.x(curve),
-        title=curve,
-        xlabel=xlabel or "fraction removed",
+def plot_comparison(result: Any, curve: str = "top_k", **kwargs: Any) -> Figure:
+    """:func:`plot_curves` of one curve of a ``ComparisonResult``, with its human
+    title and axis labels; ``kwargs`` go to :func:`plot_curves`."""
+    score = getattr(result, "score", "probability")
+    ylabel = (
+        "class probability, relative to the intact input"
+        if score == "probability"
+        else "class logit, relative to the intact input"
     )
+    options: dict[str, Any] = {
+        "title": curve_title(curve),
+        "xlabel": CURVE_XLABELS.get(curve, "fraction removed"),
+        "ylabel": ylabel,
+        **kwargs,
+    }
+    return plot_curves(result.curves(curve), result.x(curve), **options)
 
 
 __all__ = [
+    "COLORS",
+    "CURVE_TITLES",
+    "LINESTYLES",
     "attribution_map",
     "cumulative_attribution",
+    "curve_title",
+    "line_styles",
     "path_outputs",
     "plot_attributions",
     "plot_baselines",

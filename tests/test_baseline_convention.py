@@ -58,7 +58,7 @@ def _calls(model: nn.Module) -> dict:
             X, b, target=1, n_steps=2
         ),
         "adaptive IG": lambda b: cb.AdaptiveIntegratedGradients(model).attribute(
-            X, b, target=1, max_n_steps=8, rtol=1.0
+            X, b, target=1, max_n_steps=8, rtol=1.0, atol=1.0
         ),
         "EG": lambda b: cb.ExpectedGradients(model).attribute(X, b, 2, target=1),
         "RSI": lambda b: cb.LayerRSIGradCam(model, model[0]).attribute(

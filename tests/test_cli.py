@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import csv
+import io
 import json
 import math
 import subprocess
@@ -13,12 +16,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 from torch import nn
 
 from captum_baselines.baselines import normalized_range
-from captum_baselines.cli import METHODS, load_images, load_model, main
+from captum_baselines.cli import build_parser, main
+from captum_baselines.study.methods import METHODS
 from tests.helpers import model_unchanged
+
+LABELS = [spec.label for spec in METHODS.values()]
 
 pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already")
 
@@ -74,6 +79,15 @@ def user_files(tmp_path_factory):
                     nn.Linear(4 * 4 * 4, 5),
                 )
 
+            def pooled():
+                return nn.Sequential(
+                    nn.Conv2d(3, 4, 3, padding=1),
+                    nn.ReLU(),
+                    nn.AdaptiveAvgPool2d(2),
+                    nn.Flatten(),
+                    nn.Linear(16, 5),
+                )
+
             MODEL = make().train()
             NOT_A_MODEL = 3
             """
@@ -94,16 +108,19 @@ def read_csv(path: Path) -> dict[str, dict[str, str]]:
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     argv = ["demo", "--out", str(out), "--quick", "--n-images", "12", "--no-progress"]
-    return main(argv), out
+    printed, errors = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(errors):
+        status = main(argv)
+    return status, out, printed.getvalue(), errors.getvalue()
 
 
-def test_demo_quick_writes_the_report_and_figures(demo_run, capsys):
-    status, out = demo_run
+def test_demo_quick_writes_the_report_and_figures(demo_run):
+    status, out, printed, errors = demo_run
     assert status == 0
     for name in ("results.md", "results.csv", "results.json", *FIGURES):
         assert (out / name).stat().st_size > 0, name
     rows = read_csv(out / "results.csv")
-    assert list(rows) == [*METHODS.values(), "random"]
+    assert list(rows) == [*LABELS, "random"]
     for method, row in rows.items():
         for curve in ("top_k", "mass_center", "degradation"):
             auc = float(row[f"auc_{curve}"])
@@ -112,12 +129,24 @@ def test_demo_quick_writes_the_report_and_figures(demo_run, capsys):
     assert document["variant"] == "inverted" and document["n_images"] == 12
     assert document["skipped"] == {}
     assert [m["method"] for m in document["methods"]] == list(rows)
+    # 8x8 images: the first conv (8x8 output) is the last one of at least 7x7.
+    assert document["reading"]["layer"] == {
+        "name": "0",
+        "map_size": [8, 8],
+        "reason": document["reading"]["layer"]["reason"],
+        "too_coarse": False,
+    }
     report = (out / "results.md").read_text()
     assert "| IG black |" in report and "lower is better" in report
+    assert "explains layer `0`" in report
+    # The inverted digits: IG black's blind spot is read from the table.
+    assert "**IG black** cannot attribute black ink" in report
+    assert "work: 10 methods x 12 images" in errors
+    assert "| IG blur |" in printed
 
 
 def test_demo_random_control_is_worse_than_the_best_method(demo_run):
-    _, out = demo_run
+    out = demo_run[1]
     rows = read_csv(out / "results.csv")
     control = float(rows.pop("random")["auc_top_k"])
     best = min(float(r["auc_top_k"]) for r in rows.values())
@@ -147,12 +176,13 @@ def test_compare_torchscript_model(user_files, tmp_path, capsys):
     rows = read_csv(out / "results.csv")
     # Methods that hook layers cannot run on TorchScript: skipped, with the reason.
     hooked = ["PGIG black", "RSI-Grad-CAM uniform output"]
-    assert list(rows) == [m for m in METHODS.values() if m not in hooked] + ["random"]
+    assert list(rows) == [m for m in LABELS if m not in hooked] + ["random"]
     assert all(math.isfinite(float(r["auc_top_k"])) for r in rows.values())
     skipped = json.loads((out / "results.json").read_text())["skipped"]
     assert sorted(skipped) == hooked
     assert all("TorchScript" in why for why in skipped.values())
-    assert "## Skipped methods" in (out / "results.md").read_text()
+    report = (out / "results.md").read_text()
+    assert "## Skipped methods" in report and "8 of 10 methods ran" in report
     printed = capsys.readouterr()
     assert "| IG blur |" in printed.out and "skipped PGIG black" in printed.err
     for name in FIGURES:
@@ -195,7 +225,7 @@ def test_compare_module_callable_with_weights_targets_and_layer(user_files, tmp_
     assert float(rows["IG black"]["abs_delta"]) < 0.05
 
 
-def test_default_methods_skip_what_needs_a_layer(user_files, tmp_path):
+def test_default_layer_is_the_last_conv_of_at_least_7x7(user_files, tmp_path):
     out = tmp_path / "out"
     model = __import__("tiny_user_model").MODEL
     argv = [
@@ -214,35 +244,54 @@ def test_default_methods_skip_what_needs_a_layer(user_files, tmp_path):
         assert main(argv) == 0
     document = json.loads((out / "results.json").read_text())
     assert document["n_images"] == 3
-    names = [m["method"] for m in document["methods"]]
-    assert "RSI-Grad-CAM uniform output" not in names
-    assert names[:8] == list(METHODS.values())[:8]
+    assert [m["method"] for m in document["methods"]] == [*LABELS, "random"]
+    # conv "0" outputs 8x8, conv "3" 4x4 (after the pooling): "0" is chosen.
+    assert document["reading"]["layer"]["name"] == "0"
+    assert "chosen by default" in (out / "results.md").read_text()
 
 
-def test_load_model_weights_and_errors(user_files):
-    loaded = load_model("tiny_user_model:make", str(user_files / "weights.pt"))
-    for key, value in tiny_model().state_dict().items():
-        torch.testing.assert_close(loaded.state_dict()[key], value)
-    scripted = load_model(str(user_files / "model.pt"), None)
-    x = torch.rand(2, 3, 8, 8)
-    torch.testing.assert_close(scripted(x), tiny_model()(x))
+def test_without_a_large_enough_layer_rsi_is_skipped_saying_why(
+    user_files, tmp_path, capsys
+):
+    small = tmp_path / "small.pt"
+    torch.save(torch.rand(3, 3, 6, 6), small)
+    argv = ["compare", "--model", "tiny_user_model:pooled", "--images", str(small)]
+    assert main([*argv, "--out", str(tmp_path / "a"), *SMALL]) == 0
+    document = json.loads((tmp_path / "a" / "results.json").read_text())
+    why = document["skipped"]["RSI-Grad-CAM uniform output"]
+    assert "at least 7x7" in why and "0 (6x6)" in why and "--layer" in why
+    assert "skipped RSI-Grad-CAM" in capsys.readouterr().err
+    # Asked for by name, the missing layer is an error before any work.
+    only = ["--methods", "rsi-grad-cam", "--out", str(tmp_path / "b")]
+    assert main([*argv, *only, *SMALL]) == 2
+    assert "--layer" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
 
 
-def test_image_folder_is_resized_and_normalised(tmp_path):
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for i, side in enumerate((10, 12)):
-        pixels = torch.full((side, side, 3), 40 * i, dtype=torch.uint8).numpy()
-        Image.fromarray(pixels).save(folder / f"{i}.png")
-    (folder / "notes.txt").write_text("not an image")
-    images = load_images(str(folder), [8], "--images")
-    assert images.shape == (2, 3, 8, 8)
-    torch.testing.assert_close(images[1], torch.full((3, 8, 8), 40 / 255))
-    grey = load_images(str(folder), [6, 4], "--images", grayscale=True)
-    assert grey.shape == (2, 1, 6, 4)
+def test_model_from_a_package_in_the_working_directory(
+    user_files, tmp_path, monkeypatch
+):
+    # Not on sys.path, as for users of the console script (file.py:callable and
+    # the other forms are tested on load_model in test_study_loading).
+    package = tmp_path / "work" / "userpkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "nets.py").write_text(
+        "from tiny_user_model import make\n\ndef build():\n    return make()\n"
+    )
+    monkeypatch.chdir(tmp_path / "work")
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".")])
+    argv = ["compare", "--model", "userpkg.nets:build", "--out", str(tmp_path / "o")]
+    argv += ["--images", str(user_files / "images.pt"), "--methods", "ig-black"]
+    try:
+        assert main([*argv, "--n-images", "2", *SMALL]) == 0
+    finally:
+        for name in ("userpkg", "userpkg.nets"):
+            sys.modules.pop(name, None)
+    assert str((tmp_path / "work").resolve()) not in sys.path  # put back as found
 
 
-def test_normalised_images_use_the_normalised_range(user_files, tmp_path):
+def test_normalized_images_use_the_normalized_range(user_files, tmp_path):
     out = tmp_path / "out"
     mean, std = [0.4, 0.5, 0.6], [0.2, 0.3, 0.4]
     argv = [
@@ -263,8 +312,9 @@ def test_normalised_images_use_the_normalised_range(user_files, tmp_path):
     ]
     assert main(argv) == 0
     low, _ = normalized_range(mean, std)
-    # The black baseline of the gallery is the bottom of the normalised range:
-    from captum_baselines.cli import Problem, Settings, baseline_gallery
+    # The black baseline of the gallery is the bottom of the normalized range:
+    from captum_baselines.study.figures import baseline_gallery
+    from captum_baselines.study.problems import Problem, Settings
 
     images = torch.load(user_files / "images.pt")
     problem = Problem(
@@ -279,6 +329,54 @@ def test_normalised_images_use_the_normalised_range(user_files, tmp_path):
     )
     black = baseline_gallery(problem, Settings())["black"]
     torch.testing.assert_close(black[0], low.expand(3, 8, 8))
+
+
+def test_help_imports_no_torch_and_documents_every_option():
+    code = (
+        "import sys\n"
+        "from captum_baselines.cli import build_parser\n"
+        "build_parser().format_help()\n"
+        "print(sorted({'torch', 'matplotlib'} & set(sys.modules)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.strip() == "[]", done.stderr
+    parser = build_parser()
+    (commands,) = [
+        a for a in parser._actions if isinstance(a, argparse._SubParsersAction)
+    ]
+    for name, command in commands.choices.items():
+        for action in command._actions:
+            assert action.help, f"{name} {action.option_strings} has no help"
+    compare = commands.choices["compare"].format_help()
+    for shown in ("points on each path", "(default: 32)", "(default: 100)"):
+        assert shown in " ".join(compare.split())
+    assert "(default: 1)" in commands.choices["demo"].format_help()  # --threads
+    assert all(name in compare for name in METHODS)  # the registry's methods
+
+
+def test_threads_option_is_used_and_restored(user_files, tmp_path, capsys):
+    before = torch.get_num_threads()
+    argv = [
+        "compare",
+        "--model",
+        "tiny_user_model:make",
+        "--images",
+        str(user_files / "images.pt"),
+        "--out",
+        str(tmp_path),
+        "--methods",
+        "ig-black",
+        "--threads",
+        "1",
+        *SMALL,
+    ]
+    assert main(argv) == 0
+    assert torch.get_num_threads() == before
+    err = capsys.readouterr().err
+    assert "work: 1 methods x 6 images of 3x8x8 = 24 forward+backward passes" in err
+    assert "1 torch thread(s)" in err
 
 
 def test_python_dash_m_help():
@@ -308,7 +406,11 @@ def test_python_dash_m_help():
         ({"--targets": "7"}, "--targets"),
         ({"--targets": "1 2"}, "--targets"),
         ({"--layer": "nope"}, "--layer"),
-        ({"--methods": "rsi-grad-cam"}, "--layer"),
+        ({"--layer": "6"}, "--layer"),  # the Linear: no feature maps
+        ({"--model": "{root}/tiny_user_model.py"}, "--model"),
+        ({"--model": "{root}/weights.pt"}, "--model"),
+        ({"--model": "{root}/notes.txt"}, "--model"),
+        ({"--model": "{root}/missing.py:make"}, "--model"),
         ({"--mean": "0.5 0.5", "--std": "0.2 0.2"}, "--mean"),
         ({"--mean": "0.5"}, "--mean"),
         ({"--images": "{root}/bright.pt"}, "--value-range"),
@@ -322,6 +424,7 @@ def test_bad_arguments_exit_2_naming_the_option(
     torch.save(torch.rand(2, 1, 8, 8), user_files / "gray.pt")
     torch.save(3 * torch.rand(2, 3, 8, 8), user_files / "bright.pt")
     torch.save(nn.Linear(2, 2).state_dict(), user_files / "other_weights.pt")
+    (user_files / "notes.txt").write_text("not a model")
     arguments = {
         "--model": "tiny_user_model:make",
         "--images": "{root}/images.pt",
@@ -335,7 +438,7 @@ def test_bad_arguments_exit_2_naming_the_option(
     assert main(argv) == 2
     error = capsys.readouterr().err
     assert option in error
-    assert "Traceback" not in error
+    assert "Traceback" not in error and "PytorchStreamReader" not in error
     assert not (tmp_path / "out" / "results.md").exists()
 
 

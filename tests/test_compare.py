@@ -9,9 +9,21 @@ import torch
 from captum.attr import IntegratedGradients, LayerGradCam, Saliency
 from torch import nn
 
-from captum_baselines.metrics.ablation import ablation_curve, area_under_curve
-from captum_baselines.metrics.compare import ComparisonResult, compare_attributions
+from captum_baselines.metrics.ablation import (
+    ablation_curve,
+    area_under_curve,
+    area_under_curve_interval,
+)
+from captum_baselines.metrics.compare import (
+    CURVES,
+    DEFAULT_CURVES,
+    HIGHER_IS_BETTER,
+    ComparisonResult,
+    MethodResult,
+    compare_attributions,
+)
 from captum_baselines.metrics.degradation import degradation_curve
+from captum_baselines.metrics.intervals import Interval
 from tests.helpers import model_unchanged, small_cnn
 
 pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already")
@@ -41,13 +53,16 @@ def test_table_and_curves_agree_with_direct_calls():
             x,
             target,
             methods,
+            curves=CURVES,
             patch_size=4,
             generator=torch.Generator().manual_seed(0),
-            progress=False,
+            show_progress=False,
         )
     assert isinstance(result, ComparisonResult)
     assert list(result.methods) == ["IG black", "Saliency", "random"]
-    assert result.curve_names == ("top_k", "mass_center", "degradation")
+    assert result.curve_names == CURVES
+    assert CURVES == ("top_k", "mass_center", "degradation", "road_morf", "road_lerf")
+    assert result.summary_names == CURVES + ("road_gap",)
     assert result.n_patches == 4
 
     ig_attr, ig_delta = methods["IG black"](x, target)
@@ -57,9 +72,17 @@ def test_table_and_curves_agree_with_direct_calls():
     top_k = ablation_curve(model, x, ig_attr, target)
     mass = ablation_curve(model, x, ig_attr, target, order="mass_center")
     degradation = degradation_curve(model, x, ig_attr, target, 4, None)
+    # the ROAD noise is drawn from `generator` in the order the curves run
+    g = torch.Generator().manual_seed(0)
+    road_morf = ablation_curve(model, x, ig_attr, target, fill="road", generator=g)
+    road_lerf = ablation_curve(
+        model, x, ig_attr, target, fill="road", direction="lerf", generator=g
+    )
     torch.testing.assert_close(ig.curves["top_k"], top_k)
     torch.testing.assert_close(ig.curves["mass_center"], mass)
     torch.testing.assert_close(ig.curves["degradation"], degradation)
+    torch.testing.assert_close(ig.curves["road_morf"], road_morf)
+    torch.testing.assert_close(ig.curves["road_lerf"], road_lerf)
 
     rows = {row["method"]: row for row in result.table()}
     assert rows["IG black"]["auc_top_k"] == pytest.approx(
@@ -68,23 +91,120 @@ def test_table_and_curves_agree_with_direct_calls():
     assert rows["IG black"]["auc_degradation"] == pytest.approx(
         float(area_under_curve(degradation).mean())
     )
+    gap = area_under_curve(road_lerf) - area_under_curve(road_morf)
+    assert rows["IG black"]["road_gap"] == pytest.approx(float(gap.mean()))
+    for key in ("auc_top_k", "auc_road_morf", "auc_road_lerf", "road_gap"):
+        row = rows["IG black"]
+        assert row[f"{key}_low"] <= row[key] <= row[f"{key}_high"]
     assert rows["IG black"]["abs_delta"] == pytest.approx(float(ig_delta.abs().mean()))
     assert math.isnan(rows["Saliency"]["abs_delta"])
     assert all(row["seconds"] >= 0 for row in rows.values())
     for r in result.methods.values():
         for curve in r.curves.values():
             assert torch.equal(curve[:, 0], torch.ones(4, dtype=torch.float64))
+    interval = result.interval("IG black", "top_k")
+    expected = area_under_curve_interval(top_k)  # the same default resamples
+    assert interval.low == pytest.approx(expected.low)
+    assert interval.high == pytest.approx(expected.high)
 
     text = result.format_table()
     lines = text.splitlines()
     assert lines[0] == (
         "| method | AUC top_k | AUC mass_center | AUC degradation | "
+        "AUC road_morf | AUC road_lerf | ROAD gap (LeRF - MoRF) | "
         "mean abs delta | seconds |"
     )
     assert len(lines) == 5 and lines[3].startswith("| Saliency |")
-    assert lines[3].split("|")[5].strip() == "-"
+    assert lines[3].split("|")[8].strip() == "-"
+    assert lines[2].split("|")[2].strip() == interval.format(3)
+    plain = result.format_table(intervals=False).splitlines()
+    assert plain[2].split("|")[2].strip() == f"{interval.mean:.3f}"
     assert set(result.curves("top_k")) == {"IG black", "Saliency", "random"}
     assert result.x("degradation").tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert result.x("road_lerf") is result.fractions
+
+
+def test_ranking_never_separates_overlapping_intervals():
+    model, x, target, methods = setup()
+    result = compare_attributions(
+        model,
+        x,
+        target,
+        methods,
+        curves=("top_k", "road_morf", "road_lerf"),
+        generator=torch.Generator().manual_seed(0),
+        show_progress=False,
+    )
+    for curve in result.summary_names:
+        tiers = result.ranking(curve)
+        assert sorted(m for tier in tiers for m in tier) == sorted(result.methods)
+        higher = curve in HIGHER_IS_BETTER
+        for tier in tiers:
+            means = [result.interval(m, curve).mean for m in tier]
+            assert means == sorted(means, reverse=higher)
+        for i, upper in enumerate(tiers):
+            for lower in tiers[i + 1 :]:
+                for a in upper:
+                    for b in lower:
+                        assert not result.overlaps(a, b, curve)
+                        better = result.interval(a, curve).mean
+                        worse = result.interval(b, curve).mean
+                        assert better > worse if higher else better < worse
+    assert HIGHER_IS_BETTER == {"road_lerf", "road_gap"}
+    with pytest.raises(ValueError, match="curve"):
+        result.ranking("mass_center")
+    with pytest.raises(ValueError, match="method"):
+        result.interval("nope", "top_k")
+
+
+def test_ranking_joins_chains_of_overlapping_intervals():
+    def result_with(intervals):
+        methods = {
+            name: MethodResult(
+                name,
+                torch.zeros(1),
+                {},
+                {},
+                None,
+                0.0,
+                {"top_k": Interval(mean, low, high, 0.95)},
+            )
+            for name, (mean, low, high) in intervals.items()
+        }
+        return ComparisonResult(methods, ("top_k",), torch.zeros(2), None)
+
+    # B overlaps A, C overlaps A but not B: all three share a tier
+    chained = result_with(
+        {"A": (0.3, 0.1, 0.5), "B": (0.455, 0.45, 0.46), "C": (0.53, 0.47, 0.6)}
+    )
+    assert chained.ranking("top_k") == [["A", "B", "C"]]
+    apart = result_with(
+        {"worst": (0.9, 0.8, 1.0), "best": (0.1, 0.0, 0.2), "mid": (0.5, 0.4, 0.6)}
+    )
+    assert apart.ranking("top_k") == [["best"], ["mid"], ["worst"]]
+
+
+def test_intervals_follow_the_bootstrap_generator_and_confidence():
+    model, x, target, methods = setup()
+    runs = [
+        compare_attributions(
+            model,
+            x,
+            target,
+            {"Saliency": methods["Saliency"]},
+            curves=("top_k",),
+            random_control=False,
+            confidence=confidence,
+            n_resamples=300,
+            bootstrap_generator=torch.Generator().manual_seed(seed),
+            show_progress=False,
+        )
+        for confidence, seed in ((0.95, 1), (0.95, 1), (0.5, 1))
+    ]
+    first, again, narrow = (r.interval("Saliency", "top_k") for r in runs)
+    assert first == again
+    assert narrow.high - narrow.low < first.high - first.low
+    assert runs[2].confidence == 0.5
 
 
 def test_exact_attributions_beat_the_random_control_on_a_linear_model():
@@ -103,11 +223,19 @@ def test_exact_attributions_beat_the_random_control_on_a_linear_model():
         fill=torch.zeros(1),
         score="logit",
         generator=torch.Generator().manual_seed(1),
-        progress=False,
+        show_progress=False,
     )
     rows = {row["method"]: row for row in result.table()}
     assert rows["IG"]["auc_top_k"] < rows["random"]["auc_top_k"]
-    assert list(rows["IG"]) == ["method", "auc_top_k", "abs_delta", "seconds"]
+    assert list(rows["IG"]) == [
+        "method",
+        "auc_top_k",
+        "auc_top_k_low",
+        "auc_top_k_high",
+        "abs_delta",
+        "seconds",
+    ]
+    assert result.ranking("top_k") == [["IG"], ["random"]]
 
 
 def test_batches_targets_and_upsampled_maps():
@@ -132,7 +260,7 @@ def test_batches_targets_and_upsampled_maps():
         n_patches=2,
         batch_size=3,
         random_control=False,
-        progress=False,
+        show_progress=False,
     )
     assert seen == [(3, [0, 1, 2]), (1, [3])]
     whole = compare_attributions(
@@ -142,7 +270,7 @@ def test_batches_targets_and_upsampled_maps():
         {"Saliency": methods["Saliency"]},
         curves=("top_k",),
         random_control=False,
-        progress=False,
+        show_progress=False,
     )
     torch.testing.assert_close(
         result.methods["Saliency"].curves["top_k"],
@@ -157,6 +285,15 @@ def test_batches_targets_and_upsampled_maps():
     assert list(result.methods) == ["Saliency", "Grad-CAM"]
 
 
+def test_default_curves_are_the_removal_curves_without_road():
+    model, x, target, methods = setup()
+    result = compare_attributions(
+        model, x, target, {"Saliency": methods["Saliency"]}, show_progress=False
+    )
+    assert result.curve_names == DEFAULT_CURVES == CURVES[:3]
+    assert result.summary_names == DEFAULT_CURVES  # no ROAD gap
+
+
 def test_random_control_follows_the_generator_and_progress(capsys):
     model, x, target, _ = setup()
     runs = [
@@ -167,9 +304,9 @@ def test_random_control_follows_the_generator_and_progress(capsys):
             {},
             curves=("top_k",),
             generator=torch.Generator().manual_seed(5),
-            progress=progress,
+            show_progress=show,
         )
-        for progress in (False, True)
+        for show in (False, True)
     ]
     assert torch.equal(
         runs[0].methods["random"].attributions, runs[1].methods["random"].attributions
@@ -187,6 +324,15 @@ def test_random_control_follows_the_generator_and_progress(capsys):
         ({"a": lambda x, t: x[:1]}, {}, ValueError, "examples"),
         ({"a": lambda x, t: (x, torch.zeros(3))}, {}, ValueError, "deltas"),
         ({"a": lambda x, t: x}, {"batch_size": 0}, ValueError, "batch_size"),
+        ({"a": lambda x, t: x}, {"confidence": 2.0}, ValueError, "confidence"),
+        ({"a": lambda x, t: x}, {"noise_std": -1.0}, ValueError, "noise_std"),
+        ({"a": lambda x, t: x}, {"n_resamples": 0}, ValueError, "n_resamples"),
+        (
+            {"a": lambda x, t: x},
+            {"bootstrap_generator": 1},
+            TypeError,
+            "bootstrap_generator",
+        ),
     ],
 )
 def test_bad_arguments(methods, kwargs, error, match):
@@ -199,6 +345,6 @@ def test_bad_arguments(methods, kwargs, error, match):
             0,
             methods,
             curves=kwargs.pop("curves", ("top_k",)),
-            progress=False,
+            show_progress=False,
             **kwargs,
         )

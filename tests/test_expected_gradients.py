@@ -614,3 +614,31 @@ def test_gaussian_partial_is_a_valid_source():
         return_convergence_delta=True,
     )
     assert attr.shape == (2, 4) and delta.abs().max() < 0.05
+
+
+def test_noise_tunnel_drawing_baselines_from_the_pool():
+    # NoiseTunnel(draw_baseline_from_distrib=True) draws one reference per noisy
+    # copy and EG draws its n_samples from those: on a linear model every term
+    # is w (x + eps - x'), so the result is w (x - mean of the references drawn)
+    model = linear_model()
+    x = torch.randn(3, 5, dtype=DT)
+    pool = torch.randn(40, 5, dtype=DT)
+    np.random.seed(0)
+    attr, delta = NoiseTunnel(ExpectedGradients(model)).attribute(
+        x,
+        nt_type="smoothgrad",
+        nt_samples=8,
+        stdevs=0.0,
+        draw_baseline_from_distrib=True,
+        baselines=pool,
+        target=1,
+        n_samples=4,
+        return_convergence_delta=True,
+    )
+    assert attr.shape == x.shape and delta.shape == (24,)
+    assert delta.abs().max() < 1e-12  # complete over the references drawn
+    # the references drawn are pool members: the attribution lies between the
+    # extremes the pool allows, and converges to EG over the whole pool
+    w = model.weight[1].detach()
+    assert bool(((x - attr / w) - pool.min(0).values >= -1e-9).all())
+    assert bool(((x - attr / w) - pool.max(0).values <= 1e-9).all())

@@ -135,8 +135,8 @@ def test_center_of_mass_and_boxes_by_hand():
     relevance = torch.zeros(3, 6, 6, dtype=torch.float64)
     relevance[0, 2, 3] = 1.0
     relevance[1, 0, 0] = 1.0
-    relevance[1, 0, 2] = 3.0  # centre (0, 1.5)
-    # example 2 is empty: the image centre (2.5, 2.5)
+    relevance[1, 0, 2] = 3.0  # center (0, 1.5)
+    # example 2 is empty: the image center (2.5, 2.5)
     center = center_of_mass(relevance)
     expected = torch.tensor([[2.0, 3.0], [0.0, 1.5], [2.5, 2.5]], dtype=torch.float64)
     torch.testing.assert_close(center, expected)
@@ -259,10 +259,14 @@ def test_model_unchanged_and_failure_midway():
 def test_progress_bar(capsys):
     model = small_cnn()
     x = torch.rand(2, 3, 4, 4)
-    ablation_curve(model, x, x, 0, progress=True)
-    assert "ablation (top_k)" in capsys.readouterr().err
-    ablation_curve(model, x, x, 0, progress=False)
+    ablation_curve(model, x, x, 0, show_progress=True)
+    assert "ablation (top_k, morf)" in capsys.readouterr().err
+    ablation_curve(model, x, x, 0, show_progress=False)
     assert capsys.readouterr().err == ""
+    # the old name still works, with a deprecation warning
+    with pytest.warns(DeprecationWarning, match="show_progress"):
+        ablation_curve(model, x, x, 0, progress=True)
+    assert "ablation" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

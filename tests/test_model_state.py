@@ -82,7 +82,7 @@ METHODS: dict[str, Callable[[nn.Module, nn.Module], Any]] = {
     "cumulative_attribution": lambda m, f: cb.visualization.cumulative_attribution(
         f, X, 0.0, target=TARGET, n_steps=4
     ),
-    "fit_patterns": lambda m, f: cb.fit_patterns(m, X, progress=False),
+    "fit_patterns": lambda m, f: cb.fit_patterns(m, X, show_progress=False),
 }
 
 

@@ -330,7 +330,7 @@ def test_stress_test_of_section_3():
     model = _stress_test_model()
     torch.testing.assert_close(model(x)[:, 0], 1 - F.relu(1 - z))
 
-    patterns = fit_patterns(model, x, progress=False)
+    patterns = fit_patterns(model, x, show_progress=False)
     torch.testing.assert_close(
         patterns["0"],
         torch.tensor([[-1.0, 0.0]], dtype=torch.float64),
@@ -384,7 +384,7 @@ def test_torchvision_networks_fit_attribute_and_stay_unchanged(name):
             if isinstance(m, (nn.Conv2d, nn.Linear)) and n != "classifier.0"
         ]
     with model_unchanged(model):
-        patterns = fit_patterns(model, data, layers=layers, progress=False)
+        patterns = fit_patterns(model, data, layers=layers, show_progress=False)
         pa = PatternAttribution(model, patterns).attribute(x, target=3)
         pgig = PatternGuidedIntegratedGradients(model, patterns).attribute(
             x, target=torch.tensor([1, 4]), n_steps=3, internal_batch_size=3

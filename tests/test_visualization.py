@@ -92,8 +92,12 @@ def test_plot_attributions_draws_the_maps():
     maps = {"IG": torch.randn(2, 3, 5, 7, generator=g), "CAM": torch.rand(2, 1, 5, 7)}
     fig = plot_attributions(images, maps, image_titles=["cat", "dog"])
     assert isinstance(fig, matplotlib.figure.Figure)
-    titles = [ax.get_title() for ax in fig.axes]
-    assert titles == ["cat", "IG", "CAM", "dog", "IG", "CAM"]
+    panels, colorbar = fig.axes[:6], fig.axes[6:]
+    # Column titles once, on the first row; row labels left of the inputs.
+    assert [ax.get_title() for ax in panels] == ["input", "IG", "CAM", "", "", ""]
+    assert [panels[0].get_ylabel(), panels[3].get_ylabel()] == ["cat", "dog"]
+    (bar,) = colorbar
+    assert "99th percentile" in bar.get_ylabel()
     for row in range(2):
         drawn_image = fig.axes[3 * row].get_images()[0]
         assert drawn_image.get_extent() == [-0.5, 6.5, 4.5, -0.5]
@@ -112,8 +116,23 @@ def test_plot_attributions_draws_the_maps():
     signed = plot_attributions(images[:1], maps["IG"][:1], sign="signed")
     image = signed.axes[1].get_images()[0]
     assert image.get_clim() == (-1.0, 1.0) and image.get_cmap().name == "bwr"
+    assert "of |attribution|" in signed.axes[-1].get_ylabel()  # its own colorbar
     with pytest.raises(ValueError, match="CAM"):
         plot_attributions(images, {"CAM": torch.rand(2, 1, 4, 4)})
+
+
+def test_plot_attributions_outlines_the_input():
+    # A bright square on black: its mid-grey contour is the square's border.
+    image = torch.zeros(1, 1, 8, 8)
+    image[..., 2:6, 2:6] = 1.0
+    fig = plot_attributions(image, {"a": torch.rand(1, 1, 8, 8)}, outline=True)
+    (contour,) = [c for c in fig.axes[1].collections]
+    (path,) = contour.get_paths()
+    vertices = path.vertices
+    assert vertices[:, 0].min() == pytest.approx(1.5) and vertices[:, 0].max() == (
+        pytest.approx(5.5)
+    )
+    assert not plot_attributions(image, {"a": image}).axes[1].collections
 
 
 def test_plot_baselines_shares_the_input_range():
@@ -125,6 +144,8 @@ def test_plot_baselines_shares_the_input_range():
     arrays = [ax.get_images()[0].get_array() for ax in fig.axes]
     np.testing.assert_allclose(arrays[0], image[0, 0].numpy(), atol=1e-7)
     assert not arrays[1].any() and np.all(arrays[2] == 1.0)
+    for ax in fig.axes:  # framed: a white baseline stays visible on white paper
+        assert all(spine.get_visible() for spine in ax.spines.values())
     rgb = plot_baselines(torch.rand(3, 4, 4), {"blurred": torch.rand(3, 4, 4)})
     assert rgb.axes[1].get_images()[0].get_array().shape == (4, 4, 3)
     with pytest.raises(ValueError, match="blurred"):
@@ -207,8 +228,10 @@ def test_plot_curves_draws_means_with_the_control_dashed():
     assert ig.get_label() == "IG (AUC 0.525)"
     assert random.get_label() == "random (AUC 0.900)"
     assert random.get_linestyle() == "--" and ig.get_linestyle() == "-"
-    assert len(ax.collections) == 1  # one band, none for a single curve
-    fig = plot_curves(curves, x=[0.0, 0.1, 1.0], band=False)
+    assert not ax.collections  # no bands by default
+    banded = plot_curves(curves, band=True).axes[0]
+    assert len(banded.collections) == 1  # one band, none for a single curve
+    fig = plot_curves(curves, x=[0.0, 0.1, 1.0])
     line = fig.axes[0].get_lines()[0]
     np.testing.assert_allclose(line.get_xdata(), [0.0, 0.1, 1.0])
     assert line.get_label() == "IG (AUC 0.345)"  # 0.1 * 0.75 + 0.9 * 0.3
@@ -230,8 +253,9 @@ def test_plot_comparison():
     )
     fig = plot_comparison(result, "degradation")
     ax = fig.axes[0]
-    assert ax.get_title() == "degradation"
-    assert ax.get_xlabel() == "fraction of patches replaced"
+    assert ax.get_title() == "Degradation"
+    assert ax.get_xlabel() == "fraction of patches replaced (most relevant first)"
+    assert ax.get_ylabel() == "class probability, relative to the intact input"
     lines = ax.get_lines()
     assert [line.get_label().split(" (")[0] for line in lines] == ["input", "random"]
     np.testing.assert_allclose(

@@ -22,9 +22,11 @@ import numbers
 from typing import Any
 
 import torch
+from captum._utils.common import _format_output, _is_tuple
 from torch import Tensor
 
-from .._validation import check_finite, check_inputs
+from .._validation import check_finite, check_inputs, check_optional_positive_int
+from .targets import check_target_form
 
 
 def format_inputs(inputs: Any, name: str = "inputs") -> tuple[Tensor, ...]:
@@ -115,4 +117,29 @@ def format_reference_pool(
     return tuple(pool)
 
 
-__all__ = ["format_baselines", "format_inputs", "format_reference_pool"]
+def format_path_arguments(
+    inputs: Any, baselines: Any, target: Any, internal_batch_size: Any
+) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+    """The checks every path method makes before any work: the inputs and their
+    baselines formatted, the target's form and the batch size checked."""
+    x = format_inputs(inputs)
+    b = format_baselines(baselines, x)
+    check_target_form(target, x[0].shape[0])
+    check_optional_positive_int("internal_batch_size", internal_batch_size)
+    return x, b
+
+
+def format_result(inputs: Any, attributions: tuple[Tensor, ...], *extras: Any) -> Any:
+    """Captum's return convention: the attributions shaped as ``inputs`` came (a
+    tuple if and only if ``inputs`` was one), followed by any ``extras``."""
+    result = _format_output(_is_tuple(inputs), attributions)
+    return (result, *extras) if extras else result
+
+
+__all__ = [
+    "format_baselines",
+    "format_inputs",
+    "format_path_arguments",
+    "format_reference_pool",
+    "format_result",
+]

@@ -35,7 +35,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .._engine.forward import forward_inputs, forward_rows
-from .._engine.inputs import format_inputs
+from .._engine.inputs import format_inputs, format_result
 from .._engine.path import StraightLinePath, integrate, total
 from .._engine.targets import check_target_form
 from .._hooks import eval_mode
@@ -427,14 +427,12 @@ class ExpectedGradients(GradientAttribution):
                 generator,
                 input_outputs,
             )
-        outputs: list[Any] = [_format_output(_is_tuple(inputs), estimate.attributions)]
-        if return_convergence_delta:
-            assert estimate.path_ends is not None
-            delta = total(estimate.attributions) - estimate.path_ends.mean(1)
-            outputs.append(delta)
+        extras = []
+        if estimate.path_ends is not None:
+            extras.append(total(estimate.attributions) - estimate.path_ends.mean(1))
         if return_standard_error:
-            outputs.append(standard_error(estimate.sample_totals))
-        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+            extras.append(standard_error(estimate.sample_totals))
+        return format_result(inputs, estimate.attributions, *extras)
 
     def has_convergence_delta(self) -> bool:
         return True

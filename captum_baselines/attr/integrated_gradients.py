@@ -20,18 +20,16 @@ from typing import Any, Literal, overload
 
 import numpy as np
 import torch
-from captum._utils.common import _format_output, _is_tuple
 from captum._utils.typing import BaselineType, TargetType, TensorOrTupleOfTensorsGeneric
 from captum.attr import GradientAttribution
 from captum.log import log_usage
 from torch import Tensor
 
 from .._engine.forward import forward_inputs, forward_rows
-from .._engine.inputs import format_baselines, format_inputs
+from .._engine.inputs import format_path_arguments, format_result
 from .._engine.path import StraightLinePath, Weighting, along_path, integrate, total
-from .._engine.targets import check_target_form
 from .._hooks import eval_mode
-from .._validation import check_optional_positive_int, check_positive_int
+from .._validation import check_positive_int
 from .idgi import idgi_weighting, step_boundaries
 
 RULES = (
@@ -94,18 +92,50 @@ def integrated_gradients(
     idgi: bool = False,
     show_progress: bool = False,
 ) -> tuple[Tensor, ...]:
-    """IG of the given ``examples`` by one rule; other examples' rows stay zero.
+    """IG of the given ``examples`` by one rule; other examples' rows stay zero."""
+    alphas, weights = quadrature(method, n_steps)
+    return line_integral(
+        forward_func,
+        inputs,
+        baselines,
+        examples,
+        alphas,
+        weights,
+        target,
+        additional_forward_args,
+        internal_batch_size,
+        multiply_by_inputs,
+        idgi,
+        show_progress,
+    )
+
+
+def line_integral(
+    forward_func: Callable[..., Any],
+    inputs: tuple[Tensor, ...],
+    baselines: tuple[Tensor, ...],
+    examples: Tensor,
+    alphas: Tensor,
+    weights: Tensor,
+    target: TargetType = None,
+    additional_forward_args: Any = None,
+    internal_batch_size: int | None = None,
+    multiply_by_inputs: bool = True,
+    idgi: bool = False,
+    show_progress: bool = False,
+) -> tuple[Tensor, ...]:
+    """``sum_k w_k (x - x') df/dx(x' + alpha_k (x - x'))`` for ``examples``.
 
     With ``idgi``, the rows are weighted by :func:`~.idgi.idgi_weighting` over the
-    steps of the rule; ``f`` is evaluated first at the ``n_steps + 1`` step
-    boundaries of each example (forward passes only).
+    steps of the rule (``alphas`` increasing, weights summing to one); ``f`` is
+    evaluated first at the ``len(alphas) + 1`` step boundaries of each example
+    (forward passes only).
     """
-    alphas, weights = quadrature(method, n_steps)
-    rows = examples.repeat_interleave(n_steps)
+    n_nodes = len(alphas)
     path = StraightLinePath.from_baselines(
         inputs,
         baselines,
-        rows,
+        examples.repeat_interleave(n_nodes),
         alphas.repeat(len(examples)),
         weights.repeat(len(examples)),
         multiply_by_inputs,
@@ -116,9 +146,9 @@ def integrated_gradients(
         ends = StraightLinePath.from_baselines(
             inputs,
             baselines,
-            examples.repeat_interleave(n_steps + 1),
+            examples.repeat_interleave(n_nodes + 1),
             bounds.repeat(len(examples)),
-            torch.ones(len(examples) * (n_steps + 1), dtype=torch.float64),
+            torch.ones(len(examples) * (n_nodes + 1), dtype=torch.float64),
         )
         values = forward_rows(
             forward_func,
@@ -128,7 +158,7 @@ def integrated_gradients(
             target,
             additional_forward_args,
             internal_batch_size,
-        ).reshape(len(examples), n_steps + 1)
+        ).reshape(len(examples), n_nodes + 1)
         weighting = idgi_weighting((values[:, 1:] - values[:, :-1]).reshape(-1))
     return integrate(
         forward_func,
@@ -288,11 +318,8 @@ class QuadratureIntegratedGradients(GradientAttribution):
             >>> attr, delta = ig.attribute(x, baselines=black(x), target=3,
             ...                            n_steps=64, return_convergence_delta=True)
         """
-        x = format_inputs(inputs)
-        b = format_baselines(baselines, x)
+        x, b = format_path_arguments(inputs, baselines, target, internal_batch_size)
         n_steps = check_rule(method, n_steps)
-        check_target_form(target, x[0].shape[0])
-        check_optional_positive_int("internal_batch_size", internal_batch_size)
         idgi = check_idgi(idgi, self._multiply_by_inputs)
         with eval_mode(self.forward_func):
             attributions = integrated_gradients(
@@ -318,10 +345,10 @@ class QuadratureIntegratedGradients(GradientAttribution):
                     additional_forward_args,
                     internal_batch_size,
                 )
-        result = _format_output(_is_tuple(inputs), attributions)
         if not return_convergence_delta:
-            return result  # type: ignore[return-value]
-        return result, total(attributions).to(gap) - gap  # type: ignore[return-value]
+            return format_result(inputs, attributions)  # type: ignore[no-any-return]
+        delta = total(attributions).to(gap) - gap
+        return format_result(inputs, attributions, delta)  # type: ignore[no-any-return]
 
     def has_convergence_delta(self) -> bool:
         return True
@@ -337,5 +364,6 @@ __all__ = [
     "check_rule",
     "completeness_gap",
     "integrated_gradients",
+    "line_integral",
     "quadrature",
 ]

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from captum._utils.common import _format_output
 from captum._utils.gradient import compute_layer_gradients_and_eval
 from captum._utils.typing import BaselineType, TargetType
-from captum.attr._utils.attribution import GradientAttribution, LayerAttribution
+from captum.attr import GradientAttribution, LayerAttribution
 from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
@@ -42,11 +42,11 @@ from .._engine.forward import (
     probe_target,
     scored,
 )
-from .._engine.inputs import format_baselines, format_inputs
+from .._engine.inputs import format_path_arguments
 from .._engine.path import StraightLinePath
-from .._engine.targets import check_target_form, select_additional_args, select_target
+from .._engine.targets import select_additional_args, select_target
 from .._hooks import eval_mode
-from .._validation import check_optional_positive_int, check_positive_int
+from .._validation import check_positive_int
 
 Rule = Literal["trapezoid", "left", "right"]
 RULES = ("trapezoid", "left", "right")
@@ -227,8 +227,7 @@ class LayerRSIGradCam(LayerAttribution, GradientAttribution):
             torch.Size([2, 1, 2, 2])
             >>> heatmap = LayerAttribution.interpolate(cam, (64, 64), "bilinear")
         """
-        x = format_inputs(inputs)
-        x_ref = format_baselines(baselines, x)
+        x, x_ref = format_path_arguments(inputs, baselines, target, internal_batch_size)
         weights, path = self._weights_and_path(
             x,
             x_ref,
@@ -283,8 +282,7 @@ class LayerRSIGradCam(LayerAttribution, GradientAttribution):
         head) this is exactly Grad-CAM's weight times ``mean_ij(A_k(input) -
         A_k(baseline))``.
         """
-        x = format_inputs(inputs)
-        x_ref = format_baselines(baselines, x)
+        x, x_ref = format_path_arguments(inputs, baselines, target, internal_batch_size)
         weights, _ = self._weights_and_path(
             x,
             x_ref,
@@ -323,10 +321,6 @@ class LayerRSIGradCam(LayerAttribution, GradientAttribution):
             raise ValueError(f"`rule` must be one of {RULES}, got {rule!r}")
         score_fn = scored(self.forward_func, check_score(score))
         n_steps = check_positive_int("n_steps", n_steps)
-        internal_batch_size = check_optional_positive_int(
-            "internal_batch_size", internal_batch_size
-        )
-        check_target_form(target, x[0].shape[0])
         with eval_mode(self.forward_func):
             probe_target(score_fn, x, target, additional_forward_args)
             path = riemann_stieltjes_integrals(

@@ -1,143 +1,213 @@
 r"""PatternAttribution patterns: statistics, estimators and the :class:`Patterns` map.
 
 For a Linear or Conv layer with output units ``y_j = w_j^T x + b_j``, the pattern
-of unit ``j`` (`Kindermans et al. 2018 <https://arxiv.org/abs/1705.05598>`_, eq. 2
-of `Schwarzenberg & Castle 2020 <https://arxiv.org/abs/2007.10685>`_) is::
+of unit ``j`` (`Kindermans et al. 2018 <https://arxiv.org/abs/1705.05598>`_, the
+two-component estimator ``A+``) is::
 
-    cov_j = E+[x y_j] - E+[x] E[y_j]
-    a_j   = cov_j / (w_j^T cov_j)
+    cov+_j = E+[x y_j] - E+[x] E+[y_j]
+    a_j    = cov+_j / (w_j^T cov+_j)
 
-where ``E+`` averages over the samples in which the unit is in its positive regime
-(``y_j > 0``) when the layer feeds a ReLU (the two-component estimator ``A+``), and
-over every sample otherwise (the linear estimator); ``E[y_j]`` is always over every
-sample.  By construction ``sum_i w_ij a_ij = 1`` for every live unit.  In a Conv
-layer every (example, output position) pair is one sample and ``x`` is the input
-patch seen by the unit.  The bias cancels in ``cov`` and gets no pattern.  A
-BatchNorm after a layer is folded into it: ``y`` is the post-BatchNorm value and
-``w`` the folded weight ``s * w``.
+where every ``E+`` averages over the samples in which the unit's gate is open
+(its *regime*).  This is the estimator as the authors' own code computes it
+(iNNvestigate's ``ReluPositivePattern`` takes every moment over the masked
+samples).  A layer whose output goes to a ReLU has the regime ``y_j > 0``; one
+that goes to another gate (ReLU6, hardtanh, clamp; see
+:mod:`~captum_baselines.attr.pattern_graph`) has the interval ``lower < y_j <
+upper`` in which that gate passes ``y_j`` on.  Why the whole open interval, also
+for ReLU6's upper side: outside it the gate's output is constant, so those samples
+carry nothing of the signal the unit transmits, for the same reason that ``A+``
+drops ``y_j <= 0`` for a ReLU; and the pattern backward passes gradient through
+exactly these samples, so the patterns are estimated where they are used.  A
+layer whose output goes anywhere else (the last layer, a conv before a residual
+addition) uses the linear estimator: every moment over every sample.
+
+``output_mean="all"`` takes ``E[y_j]`` over every sample instead,
+``cov_j = E+[x y_j] - E+[x] E[y_j]``: the PGIG paper's eq. 2 as printed
+(`Schwarzenberg & Castle 2020 <https://arxiv.org/abs/2007.10685>`_).  With a
+distractor of nonzero mean that form leaks the distractor into the pattern.
+
+By construction ``sum_i w_ij a_ij = 1`` for every live unit.  In a Conv layer
+every (example, output position) pair is one sample and ``x`` is the input patch
+seen by the unit (through the padding the convolution actually applies).  The
+bias cancels in ``cov`` and gets no pattern.  A BatchNorm after a layer is folded
+into it: ``y`` is the post-BatchNorm value and ``w`` the folded weight ``s * w``.
 
 The statistics are sums and counts (:class:`LayerStatistics`), accumulated in
-float64 in one streaming pass and mergeable, so that fitting can be sharded.  Conv
-sums are computed as weight gradients (``torch.nn.grad.conv2d_weight``), never by
-unfolding the input into patches.
+float64 over batches and mergeable, so that fitting can be sharded; under
+``torch.distributed`` every rank sums its own shard and the sums are
+all-reduced.  Within a batch (:class:`LayerSums`), every weight-shaped sum of a
+layer comes from one weight-gradient-shaped product in the model's own
+precision: the layer's input against its masked outputs and its masks stacked
+along the output channels (a conv's weight gradient,
+:func:`~captum_baselines.attr.pattern_layers.weight_products`).  The outputs are
+centered on each unit's first-batch mean first, so that ``E+[x y]`` and
+``E+[x] E+[y]`` do not cancel in float32 (``tests/test_patterns_layers.py``
+compares with float64).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
-from torch.nn.grad import conv1d_weight, conv2d_weight, conv3d_weight
+from torch.utils.data import DataLoader, DistributedSampler, IterableDataset
 from tqdm.auto import tqdm
 
 from .._hooks import eval_mode, registered_hooks
 from .._validation import check_finite, check_positive_int
-from .pattern_backward import (
+from .pattern_backward import check_patterns
+from .pattern_graph import RELU, Gate, LayerRole, trace_layer_roles
+from .pattern_layers import (
     PATTERNED_LAYER_TYPES,
-    LayerRole,
+    ConvPaddings,
+    Padding,
+    Workspace,
+    apply_batchnorm,
     check_patterned_layer,
-    check_patterns,
-    conv_padding,
     effective_weight,
-    folded_batchnorm,
+    layer_groups,
     layer_weight,
-    trace_layer_roles,
+    weight_products,
 )
 
 Estimator = Literal["linear", "positive"]
+OutputMean = Literal["regime", "all"]
 _ESTIMATORS = ("auto", "linear", "positive")
+_OUTPUT_MEANS = ("regime", "all")
 _FORMAT = "captum_baselines.Patterns"
 _VERSION = 1
+
+#: Batches with fewer samples (examples times output positions) than this are
+#: pooled before their weight-gradient product: see :meth:`LayerSums._defer`.
+PRODUCT_MIN_SAMPLES = 1024
 
 #: ``|w_j^T cov_j| <= TINY * |w_j| |cov_j|`` triggers a warning: the pattern of such
 #: a unit is dominated by rounding.
 TINY = 1e-6
 
-_CONV_WEIGHT_SUMS = {1: conv1d_weight, 2: conv2d_weight, 3: conv3d_weight}
+_SUMS = (
+    "count",
+    "count_regime",
+    "sum_output",
+    "sum_output_regime",
+    "sum_input",
+    "sum_input_output",
+)
 
 
 @dataclass
 class LayerStatistics:
     """The sums from which one layer's patterns are estimated.
 
-    ``sum_input`` and ``sum_input_output`` run over each unit's regime (its
-    positive regime for the ``"positive"`` estimator, every sample for
-    ``"linear"``), ``sum_output`` and ``count`` over every sample.  For the linear
-    estimator of an ungrouped layer ``sum_input`` is shared by all units and kept
-    as one row ``(1, *weight.shape[1:])``.
+    The outputs enter centered, ``y - c`` with ``c`` the per-unit ``center``
+    (chosen on the first batch), which leaves every covariance unchanged and
+    keeps the sums from cancelling.  ``sum_input``, ``sum_input_output`` and
+    ``sum_output_regime`` run over each unit's regime (every sample for the
+    linear estimator); ``sum_output`` and ``count`` over every sample.  For the
+    linear estimator of an ungrouped layer ``sum_input`` is shared by all units
+    and kept as one row ``(1, *weight.shape[1:])``.
 
     Attributes:
         estimator: ``"positive"`` (A+) or ``"linear"``.
         count: Number of samples (examples times output positions), a scalar.
         count_regime: ``(J,)`` samples in each unit's regime.
-        sum_output: ``(J,)`` sum of ``y_j`` over every sample.
+        center: ``(J,)`` the ``c`` subtracted from each unit's output.
+        sum_output: ``(J,)`` sum of ``y_j - c_j`` over every sample.
+        sum_output_regime: ``(J,)`` sum of ``y_j - c_j`` over the regime.
         sum_input: Sum of the unit's input ``x`` over its regime.
-        sum_input_output: Sum of ``x y_j`` over the unit's regime, like the weight.
+        sum_input_output: Sum of ``x (y_j - c_j)`` over the regime, like the weight.
+        gate: The regime of the positive estimator (``None`` for linear).
         batchnorm: Name of the BatchNorm folded into the layer, or ``None``.
     """
 
     estimator: Estimator
     count: Tensor
     count_regime: Tensor
+    center: Tensor
     sum_output: Tensor
+    sum_output_regime: Tensor
     sum_input: Tensor
     sum_input_output: Tensor
+    gate: Gate | None = None
     batchnorm: str | None = None
+
+    def recentered(self, center: Tensor) -> LayerStatistics:
+        """The same statistics with the outputs centered on ``center`` instead."""
+        center = center.to(self.center)
+        shift = self.center - center
+        shape = (-1, *([1] * (self.sum_input_output.dim() - 1)))
+        return replace(
+            self,
+            center=center,
+            sum_output=self.sum_output + shift * self.count,
+            sum_output_regime=self.sum_output_regime + shift * self.count_regime,
+            sum_input_output=self.sum_input_output
+            + shift.reshape(shape) * self.sum_input,
+        )
 
     def merge(self, other: LayerStatistics) -> LayerStatistics:
         """The statistics of both sets of samples together."""
-        if other.estimator != self.estimator or other.batchnorm != self.batchnorm:
+        self._check_mergeable(other)
+        other = other.recentered(self.center)
+        return replace(self, **{f: getattr(self, f) + getattr(other, f) for f in _SUMS})
+
+    def _check_mergeable(self, other: LayerStatistics) -> None:
+        mine = (self.estimator, self.gate, self.batchnorm)
+        theirs = (other.estimator, other.gate, other.batchnorm)
+        if mine != theirs:
             raise ValueError(
-                "cannot merge statistics of different estimators or foldings: "
-                f"{self.estimator}/{self.batchnorm} and "
-                f"{other.estimator}/{other.batchnorm}"
+                "cannot merge statistics of different estimators, gates or "
+                f"foldings: {mine} and {theirs}"
             )
-        return LayerStatistics(
-            estimator=self.estimator,
-            count=self.count + other.count,
-            count_regime=self.count_regime + other.count_regime,
-            sum_output=self.sum_output + other.sum_output,
-            sum_input=self.sum_input + other.sum_input,
-            sum_input_output=self.sum_input_output + other.sum_input_output,
-            batchnorm=self.batchnorm,
-        )
+
+    def _tensors(self) -> list[Tensor]:
+        return [getattr(self, f) for f in _SUMS]
 
     @property
     def nbytes(self) -> int:
         """Memory held by the sums, in bytes."""
-        tensors = (
-            self.count,
-            self.count_regime,
-            self.sum_output,
-            self.sum_input,
-            self.sum_input_output,
-        )
+        tensors = [*self._tensors(), self.center]
         return sum(t.numel() * t.element_size() for t in tensors)
 
-    def covariance(self) -> Tensor:
-        """``cov_j = E+[x y_j] - E+[x] E[y_j]`` per unit, shaped like the weight."""
+    def covariance(self, output_mean: OutputMean = "regime") -> Tensor:
+        """``cov+_j = E+[x y_j] - E+[x] E+[y_j]`` per unit, shaped like the weight.
+
+        Args:
+            output_mean: ``"regime"`` averages ``y_j`` over the regime (A+);
+                ``"all"`` over every sample (the PGIG paper's eq. 2).
+        """
+        _check_output_mean(output_mean)
         shape = (-1, *([1] * (self.sum_input_output.dim() - 1)))
         regime = self.count_regime.clamp_min(1).reshape(shape)
-        mean_output = (self.sum_output / self.count.clamp_min(1)).reshape(shape)
-        return self.sum_input_output / regime - self.sum_input / regime * mean_output
+        if output_mean == "regime":
+            mean_output = self.sum_output_regime / self.count_regime.clamp_min(1)
+        else:
+            mean_output = self.sum_output / self.count.clamp_min(1)
+        mean_input = self.sum_input / regime
+        return self.sum_input_output / regime - mean_input * mean_output.reshape(shape)
 
-    def pattern(self, weight: Tensor, name: str = "layer") -> Tensor:
+    def pattern(
+        self, weight: Tensor, name: str = "layer", output_mean: OutputMean = "regime"
+    ) -> Tensor:
         """``a_j = cov_j / (w_j^T cov_j)``; 0 for dead units.
 
         Args:
             weight: The layer's effective weight (BatchNorm folded in).
             name: Used in warnings.
+            output_mean: As in :meth:`covariance`.
 
         Returns:
             The patterns in float64, shaped like ``weight``.
         """
-        cov = self.covariance()
+        cov = self.covariance(output_mean)
         w = weight.detach().to(cov)
         denominator = (w * cov).flatten(1).sum(1)
         live = (self.count_regime > 0) & (denominator != 0)
@@ -160,78 +230,232 @@ def layer_statistics(
     layer_input: Tensor,
     layer_output: Tensor,
     estimator: Estimator,
-    dtype: torch.dtype = torch.float64,
+    *,
+    gate: Gate | None = None,
+    padding: Padding | None = None,
+    center: Tensor | None = None,
     batchnorm: str | None = None,
 ) -> LayerStatistics:
-    """The statistics of one batch for a Linear or Conv layer.
+    """The statistics of one batch for a Linear or Conv layer, in float64.
 
     Args:
         module: The layer.
-        layer_input: Its input ``x``.
+        layer_input: Its input ``x``, as its hooks see it.
         layer_output: Its output ``y`` (after the folded BatchNorm, if any).
-        estimator: ``"positive"`` sums over ``y_j > 0``; ``"linear"`` over all.
-        dtype: Precision of the sums.
+        estimator: ``"positive"`` sums over the gate's regime; ``"linear"`` over
+            every sample.
+        gate: The regime of the positive estimator; default the ReLU's, ``y > 0``.
+        padding: The padding the conv applies (default its declared one).
+        center: The per-unit ``c`` to center the outputs on (default this
+            batch's mean over the regime).
         batchnorm: Recorded in the result.
     """
-    x = layer_input.detach().to(dtype)
-    y = layer_output.detach().to(dtype)
-    weight_shape = tuple(layer_weight(module).shape)
-    if isinstance(module, nn.Linear):
-        x = x.reshape(-1, x.shape[-1])
-        y = y.reshape(-1, y.shape[-1])
-        if estimator == "positive":
-            regime = (y > 0).to(dtype)
-            sum_input = regime.T @ x
-            count_regime = regime.sum(0)
-            sum_input_output = (y * regime).T @ x
-        else:
-            sum_input = x.sum(0, keepdim=True)
-            count_regime = torch.full_like(y[0], y.shape[0])
-            sum_input_output = y.T @ x
-        count = torch.tensor(float(y.shape[0]), dtype=dtype, device=y.device)
-        sum_output = y.sum(0)
-    else:
-        assert isinstance(module, nn.modules.conv._ConvNd)
-        weight_sums = _CONV_WEIGHT_SUMS[len(module.kernel_size)]
-        spatial = tuple(range(2, y.dim()))
+    sums = LayerSums(module, estimator, gate, batchnorm, center)
+    sums.add(layer_input, layer_output, padding)
+    return sums.statistics()
 
-        def patch_sums(grad: Tensor, shape: Sequence[int]) -> Tensor:
-            # sum over samples n, positions p of grad[n, j, p] * patch(x)[n, p]
-            return weight_sums(
-                x,
-                shape,
-                grad,
-                stride=module.stride,
-                padding=conv_padding("", module),
-                dilation=module.dilation,
-                groups=module.groups,
+
+class LayerSums:
+    """Accumulates one layer's statistics over batches, in float64.
+
+    Every weight-shaped sum of a batch comes from one weight-gradient product of
+    the layer's input with a *signal* that stacks, per channel group, the
+    centered outputs masked to the regime and then the masks (positive
+    estimator), or the centered outputs and one channel of ones (linear); it is
+    taken in the model's precision and added to one float64 accumulator in that
+    stacked layout.  The per-unit sums of the signal (over positions in the
+    model's precision, exact for the masks, then over examples in float64) give
+    the rest.  The center is each unit's mean over its regime in the first batch
+    unless given.
+
+    Args:
+        module: The layer.
+        estimator: ``"positive"`` or ``"linear"``.
+        gate: The positive estimator's regime (default the ReLU's).
+        batchnorm: Name of the folded BatchNorm, recorded in the statistics.
+        center: The per-unit ``c`` (default: from the first batch).
+        workspace: Reusable memory for the per-batch signal.
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        estimator: Estimator,
+        gate: Gate | None = None,
+        batchnorm: str | None = None,
+        center: Tensor | None = None,
+        workspace: Workspace | None = None,
+    ) -> None:
+        self.module = module
+        self.estimator = estimator
+        self.gate = None if estimator == "linear" else (gate or RELU)
+        self.batchnorm = batchnorm
+        self.center = center
+        self.workspace = workspace or Workspace()
+        self.groups = layer_groups(module)
+        self.count = 0.0
+        self.products: Tensor | None = None  # (groups * (units + extra), ...)
+        self.unit_sums: Tensor | None = None  # (groups, units + extra) per group
+        self.output_sums: Tensor | None = None  # (units,) over every sample
+        self._pending: list[tuple[Tensor, Tensor, Padding | None]] = []
+
+    def add(
+        self, layer_input: Tensor, layer_output: Tensor, padding: Padding | None
+    ) -> None:
+        """Adds one batch: the layer's input and (post-BatchNorm) output."""
+        x = layer_input.detach()
+        y = layer_output.detach()
+        if isinstance(self.module, nn.Linear):  # rows of samples, channels second
+            x = x.reshape(-1, x.shape[-1])
+            y = y.reshape(-1, y.shape[-1])
+        groups = self.groups
+        n, units, spatial = y.shape[0], y.shape[1], tuple(y.shape[2:])
+        per_group = units // groups
+        extra = 1 if self.gate is None else per_group
+        signal = self.workspace.empty(
+            "signal", (n, groups, per_group + extra, *spatial), y
+        )
+        outputs, masks = signal[:, :, :per_group], signal[:, :, per_group:]
+        y = y.reshape(n, groups, per_group, *spatial)
+        if self.gate is None:
+            masks.fill_(1)
+        elif self.gate.upper == math.inf:
+            torch.gt(y, self.gate.lower, out=masks)
+        else:
+            masks.copy_(self.gate.regime(y))
+        if self.center is None:  # each unit's mean over its regime in this batch
+            torch.mul(y, masks, out=outputs)
+            sums = _unit_sums(signal)
+            counts = sums[:, per_group:]
+            self.center = torch.where(
+                counts > 0, sums[:, :per_group] / counts.clamp_min(1), 0.0
+            ).flatten()
+        shift = self.center.to(y.dtype)
+        self.center = shift.double()  # the value actually subtracted
+        torch.sub(
+            y, shift.reshape(groups, per_group, *([1] * len(spatial))), out=outputs
+        )
+        output_sums = _unit_sums(outputs).flatten()
+        if self.gate is not None:
+            outputs.mul_(masks)
+        unit_sums = _unit_sums(signal)
+        if self.products is None:
+            weight = layer_weight(self.module)
+            self.products = torch.zeros(
+                (signal.shape[1] * signal.shape[2], *weight.shape[1:]),
+                dtype=torch.float64,
+                device=y.device,
             )
-
-        if estimator == "positive":
-            regime = (y > 0).to(dtype)
-            sum_input = patch_sums(regime, weight_shape)
-            count_regime = regime.sum((0, *spatial))
-            sum_input_output = patch_sums(y * regime, weight_shape)
+            self.unit_sums = torch.zeros_like(unit_sums)
+            self.output_sums = torch.zeros_like(output_sums)
+        assert self.unit_sums is not None and self.output_sums is not None
+        x, signal = x.to(signal.dtype), signal.flatten(1, 2)
+        if self._pending or n * _numel(spatial) < PRODUCT_MIN_SAMPLES:
+            self._defer(x, signal, padding)
         else:
-            if module.groups == 1:
-                ones = torch.ones_like(y[:, :1])
-                sum_input = patch_sums(ones, (1, *weight_shape[1:]))
-            else:
-                sum_input = patch_sums(torch.ones_like(y), weight_shape)
-            n_samples = y[:, 0].numel()
-            count_regime = torch.full_like(y[0].flatten(1)[:, 0], n_samples)
-            sum_input_output = patch_sums(y, weight_shape)
-        count = torch.tensor(float(y[:, 0].numel()), dtype=dtype, device=y.device)
-        sum_output = y.sum((0, *spatial))
-    return LayerStatistics(
-        estimator=estimator,
-        count=count,
-        count_regime=count_regime,
-        sum_output=sum_output,
-        sum_input=sum_input,
-        sum_input_output=sum_input_output,
-        batchnorm=batchnorm,
-    )
+            weight_products(
+                self.module,
+                x,
+                signal,
+                padding,
+                out=self.products,
+                workspace=self.workspace,
+            )
+        self.unit_sums += unit_sums
+        self.output_sums += output_sums
+        self.count += n * _numel(spatial)
+
+    def _defer(self, x: Tensor, signal: Tensor, padding: Padding | None) -> None:
+        """Keeps a batch with few samples for one product with the next ones.
+
+        A product of few samples costs little but is added to a weight-sized
+        accumulator (a Linear layer on a batch of 16 adds 16 outer products to
+        every weight); pooling batches up to :data:`PRODUCT_MIN_SAMPLES`
+        amortizes that addition.
+        """
+        pending = self._pending
+        if pending and (
+            pending[0][0].shape[1:] != x.shape[1:] or pending[0][2] != padding
+        ):
+            self._flush()
+        pending.append((x.clone(), signal.clone(), padding))
+        if sum(s.shape[0] * s[0, 0].numel() for _, s, _ in pending) >= (
+            PRODUCT_MIN_SAMPLES
+        ):
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        inputs, signals, paddings = zip(*self._pending)
+        self._pending.clear()
+        weight_products(
+            self.module,
+            torch.cat(inputs),
+            torch.cat(signals),
+            paddings[0],
+            out=self.products,
+            workspace=self.workspace,
+        )
+
+    def statistics(self) -> LayerStatistics:
+        """The statistics of every batch added so far.
+
+        They share memory with this accumulator (a second weight-sized copy
+        would double the peak memory of a fit): add no batch after taking them.
+        """
+        if self.products is None or self.center is None:
+            raise ValueError("no batch was added")
+        self._flush()
+        assert self.unit_sums is not None and self.output_sums is not None
+        groups, width = self.unit_sums.shape
+        units = self.output_sums.numel()
+        per_group = units // groups
+        stacked = self.products.unflatten(0, (groups, width))
+        sum_input = stacked[:, per_group:].flatten(0, 1)
+        count = torch.tensor(self.count, dtype=torch.float64, device=stacked.device)
+        if self.gate is None:
+            count_regime = count.expand(units).clone()
+            if groups > 1:
+                sum_input = sum_input.repeat_interleave(per_group, dim=0)
+        else:
+            count_regime = self.unit_sums[:, per_group:].flatten()
+        return LayerStatistics(
+            estimator=self.estimator,
+            count=count,
+            count_regime=count_regime,
+            center=self.center,
+            sum_output=self.output_sums.clone(),
+            sum_output_regime=self.unit_sums[:, :per_group].flatten(),
+            sum_input=sum_input,
+            sum_input_output=stacked[:, :per_group].flatten(0, 1),
+            gate=self.gate,
+            batchnorm=self.batchnorm,
+        )
+
+
+def _unit_sums(grouped: Tensor) -> Tensor:
+    """Sums of ``(N, groups, channels, *spatial)`` over examples and positions.
+
+    Positions are summed first, in the tensor's precision (contiguous rows;
+    exact for 0/1 masks up to 2**24 positions), examples then in float64.
+    """
+    rows = grouped.flatten(3).sum(3) if grouped.dim() > 3 else grouped
+    return rows.double().sum(0)
+
+
+def _numel(shape: Sequence[int]) -> int:
+    total = 1
+    for size in shape:
+        total *= size
+    return total
+
+
+def _check_output_mean(output_mean: Any) -> None:
+    if output_mean not in _OUTPUT_MEANS:
+        raise ValueError(
+            f"`output_mean` must be one of {_OUTPUT_MEANS}, got {output_mean!r}"
+        )
 
 
 class Patterns(Mapping[str, Tensor]):
@@ -345,108 +569,73 @@ class PatternStatistics(Mapping[str, LayerStatistics]):
         """Memory held by all the sums, in bytes."""
         return sum(s.nbytes for s in self.values())
 
-    def patterns(self, model: nn.Module) -> Patterns:
-        """Estimates the patterns of every layer, in its weight's dtype."""
+    def patterns(
+        self, model: nn.Module, output_mean: OutputMean = "regime"
+    ) -> Patterns:
+        """Estimates the patterns of every layer, in its weight's dtype.
+
+        Args:
+            model: The model the statistics were taken on.
+            output_mean: As in :meth:`LayerStatistics.covariance`.
+        """
+        _check_output_mean(output_mean)
         modules = dict(model.named_modules())
         patterns = {}
         for name, stats in self.items():
             module = modules[name]
             batchnorm = None if stats.batchnorm is None else modules[stats.batchnorm]
             weight = effective_weight(module, batchnorm, dtype=torch.float64)
-            pattern = stats.pattern(weight, name)
+            pattern = stats.pattern(weight, name, output_mean)
             patterns[name] = pattern.to(layer_weight(module).dtype)
         return Patterns(patterns)
-
-
-def accumulate_statistics(
-    model: nn.Module,
-    data: Any,
-    layers: Sequence[str] | Mapping[str, str] | None = None,
-    progress: bool = True,
-    batch_size: int = 64,
-    dtype: torch.dtype = torch.float64,
-) -> PatternStatistics:
-    """One streaming pass of ``model`` over ``data``, summing pattern statistics.
-
-    Arguments as in :func:`fit_patterns`; ``dtype`` is the precision of the sums.
-    The model runs in eval mode without gradients; it is left as found.
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"`model` must be an nn.Module, got {type(model).__name__}")
-    batch_size = check_positive_int("batch_size", batch_size)
-    estimators = _resolve_layers(model, layers)
-    batches = _batches(data, batch_size)
-    first = next(batches, None)
-    if first is None:
-        raise ValueError("`data` is empty: it yielded no batch")
-    modules = dict(model.named_modules())
-    statistics: dict[str, LayerStatistics] = {}
-
-    def statistics_hook(name: str, estimator: Estimator, batchnorm: str | None) -> Any:
-        def hook(module: nn.Module, inputs: tuple[Any, ...], output: Tensor) -> None:
-            stats = layer_statistics(
-                module, inputs[0], output, estimator, dtype, batchnorm
-            )
-            previous = statistics.get(name)
-            statistics[name] = stats if previous is None else previous.merge(stats)
-
-        return hook
-
-    with eval_mode(model):
-        roles = trace_layer_roles(model, first[:1], list(estimators))
-        chosen = {
-            name: _choose_estimator(estimator, roles[name])
-            for name, estimator in estimators.items()
-        }
-        total = _length(data, batch_size)
-        with (
-            torch.no_grad(),
-            folded_batchnorm(model, roles),
-            registered_hooks() as hooks,
-        ):
-            for name, estimator in chosen.items():
-                hook = statistics_hook(name, estimator, roles[name].batchnorm)
-                hooks.forward_hook(modules[name], hook)
-            for batch in tqdm(
-                itertools.chain([first], batches),
-                total=total,
-                disable=not progress,
-                desc="fit_patterns",
-            ):
-                model(batch)
-    missing = [name for name in chosen if name not in statistics]
-    if missing:
-        raise ValueError(
-            f"layers {missing} were never called by the model's forward pass"
-        )
-    return PatternStatistics(statistics)
 
 
 def fit_patterns(
     model: nn.Module,
     data: Any,
     layers: Sequence[str] | Mapping[str, str] | None = None,
-    progress: bool = True,
+    show_progress: bool = True,
     batch_size: int = 64,
+    *,
+    output_mean: OutputMean = "regime",
+    distributed: bool | None = None,
 ) -> Patterns:
     """Fits PatternAttribution patterns for the Linear and Conv layers of ``model``.
 
-    One streaming pass in eval mode without gradients.  Layers that feed a ReLU
-    (after an optional BatchNorm, which is folded in) use the two-component
-    estimator ``A+``; the others (the last layer, convs before a residual addition)
-    the linear estimator.  Dead units get pattern 0; units with a near-zero
-    denominator raise a ``RuntimeWarning``.
+    One streaming pass in eval mode without gradients.  Layers that feed a gate
+    (a ReLU, ReLU6, hardtanh or clamp, after an optional BatchNorm, which is
+    folded in) use the two-component estimator ``A+`` over the gate's open
+    regime; the others (the last layer, convs before a residual addition) the
+    linear estimator (see :mod:`~captum_baselines.attr.patterns`).  Dead units
+    get pattern 0; units with a near-zero denominator raise a ``RuntimeWarning``.
+    Convolutions that pad inside their own ``forward`` (TensorFlow's "same"
+    padding) are handled through the padding they apply, verified on the module.
+
+    Under ``torch.distributed`` (``torchrun``), call it on every rank: each rank
+    passes its own shard of the data (a ``DataLoader`` with a
+    ``DistributedSampler``, or any iterable of that rank's batches; a tensor is
+    split into contiguous shards by rank), the float64 sums are all-reduced, and
+    every rank returns the same patterns.  If one rank fails, every rank raises.
 
     Args:
         model: The network; left exactly as found.
         data: A tensor of examples (split into ``batch_size`` chunks), a
             ``DataLoader`` or any iterable of batches; a batch that is a tuple or
             list (e.g. ``(x, y)``) contributes its first element.
-        layers: ``None`` for every Linear/Conv layer, a list of module names, or a
-            mapping from name to estimator: ``"auto"``, ``"positive"`` (A+) or
+        layers: ``None`` for every Linear/Conv layer the forward pass calls (the
+            others are skipped with a warning), a list of module names, or a
+            mapping from name to estimator: ``"auto"``, ``"positive"`` (A+, over
+            the layer's gate regime, the ReLU's ``y > 0`` if it feeds no gate) or
             ``"linear"``.
-        progress: Show a tqdm progress bar.
+        show_progress: Show a tqdm progress bar (on rank 0 only).
         batch_size: Chunk size when ``data`` is a tensor.
+        output_mean: Where ``E[y]`` in the covariance is averaged: ``"regime"``
+            (A+ as its authors compute it, the default) or ``"all"`` (every
+            sample: the PGIG paper's eq. 2 as printed, which leaks a distractor
+            of nonzero mean).
+        distributed: ``None`` all-reduces when a ``torch.distributed`` process
+            group with more than one rank is initialized; ``False`` fits on this
+            process's data alone; ``True`` requires a process group.
 
     Returns:
         The :class:`Patterns`, in each layer's weight dtype.
@@ -456,8 +645,139 @@ def fit_patterns(
         >>> patterns = fit_patterns(model, train_loader)
         >>> pgig = PatternGuidedIntegratedGradients(model, patterns)
     """
-    statistics = accumulate_statistics(model, data, layers, progress, batch_size)
-    return statistics.patterns(model)
+    _check_output_mean(output_mean)
+    statistics = accumulate_statistics(
+        model, data, layers, show_progress, batch_size, distributed=distributed
+    )
+    return statistics.patterns(model, output_mean)
+
+
+def accumulate_statistics(
+    model: nn.Module,
+    data: Any,
+    layers: Sequence[str] | Mapping[str, str] | None = None,
+    show_progress: bool = True,
+    batch_size: int = 64,
+    *,
+    distributed: bool | None = None,
+) -> PatternStatistics:
+    """One streaming pass of ``model`` over ``data``, summing pattern statistics.
+
+    Arguments as in :func:`fit_patterns`.  The model runs in eval mode without
+    gradients; it is left as found.  Under ``torch.distributed`` the result is the
+    all-reduced statistics of every rank's shard.
+    """
+    if not _use_distributed(distributed):
+        return _local_statistics(model, data, layers, show_progress, batch_size)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    statistics: PatternStatistics | None = None
+    error: BaseException | None = None
+    try:
+        shard = _shard(data, rank, world)
+        statistics = _local_statistics(
+            model, shard, layers, show_progress and rank == 0, batch_size
+        )
+    except Exception as caught:  # every rank must learn of it, or the others hang
+        error = caught
+    _agree_across_ranks(statistics, error, rank, world)
+    assert statistics is not None
+    return _all_reduced(statistics, rank, world)
+
+
+def _local_statistics(
+    model: nn.Module,
+    data: Any,
+    layers: Sequence[str] | Mapping[str, str] | None,
+    show_progress: bool,
+    batch_size: int,
+) -> PatternStatistics:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`model` must be an nn.Module, got {type(model).__name__}")
+    batch_size = check_positive_int("batch_size", batch_size)
+    estimators = _resolve_layers(model, layers)
+    batches = _batches(data, batch_size)
+    first = next(batches, None)
+    if first is None:
+        raise ValueError("`data` is empty: it yielded no batch")
+    modules = dict(model.named_modules())
+    paddings = ConvPaddings()
+    workspace = Workspace()
+    sums: dict[str, LayerSums] = {}
+
+    def padding_check(name: str) -> Any:
+        def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+            paddings(name, module, inputs[0])
+
+        return hook
+
+    def statistics_hook(name: str, sums: LayerSums, role: LayerRole) -> Any:
+        batchnorm = None if role.batchnorm is None else modules[role.batchnorm]
+
+        def hook(module: nn.Module, inputs: tuple[Any, ...], output: Tensor) -> None:
+            layer_input = inputs[0]
+            if batchnorm is not None:
+                output = apply_batchnorm(batchnorm, output)
+            sums.add(layer_input, output, paddings(name, module, layer_input))
+
+        return hook
+
+    with eval_mode(model):
+        # One example with gradients: the graph gives each layer's role, and
+        # every padding-inside-forward conv is checked before the pass.
+        with registered_hooks() as hooks:
+            for name in estimators:
+                hooks.forward_hook(modules[name], padding_check(name))
+            roles = trace_layer_roles(model, first[:1], list(estimators))
+        estimators = _called_layers(estimators, roles, explicit=layers is not None)
+        with torch.no_grad(), registered_hooks() as hooks:
+            for name, estimator in estimators.items():
+                role = roles[name]
+                sums[name] = LayerSums(
+                    modules[name],
+                    _choose_estimator(estimator, role),
+                    role.gate,
+                    role.batchnorm,
+                    workspace=workspace,
+                )
+                hooks.forward_hook(
+                    modules[name], statistics_hook(name, sums[name], role)
+                )
+            for batch in tqdm(
+                itertools.chain([first], batches),
+                total=_length(data, batch_size),
+                disable=not show_progress,
+                desc="fit_patterns",
+            ):
+                model(batch)
+    missing = [name for name, layer in sums.items() if layer.products is None]
+    if missing:
+        raise ValueError(
+            f"layers {missing} were never called by the model's forward pass"
+        )
+    return PatternStatistics({name: layer.statistics() for name, layer in sums.items()})
+
+
+def _called_layers(
+    estimators: dict[str, str], roles: Mapping[str, LayerRole], explicit: bool
+) -> dict[str, str]:
+    """The layers the traced forward pass called; says which others it skips."""
+    uncalled = [name for name in estimators if name not in roles]
+    if not uncalled:
+        return estimators
+    if explicit:
+        raise ValueError(
+            f"`layers`: {uncalled} are never called by the model's forward pass"
+        )
+    if len(uncalled) == len(estimators):
+        raise ValueError(
+            "the model's forward pass calls none of its Linear/Conv layers"
+        )
+    warnings.warn(
+        f"fit_patterns skips {uncalled}: the model's forward pass never calls them",
+        UserWarning,
+        stacklevel=4,
+    )
+    return {name: e for name, e in estimators.items() if name in roles}
 
 
 def _resolve_layers(
@@ -500,7 +820,7 @@ def _resolve_layers(
 
 def _choose_estimator(estimator: str, role: LayerRole) -> Estimator:
     if estimator == "auto":
-        return "positive" if role.feeds_relu else "linear"
+        return "positive" if role.gate is not None else "linear"
     return "positive" if estimator == "positive" else "linear"
 
 
@@ -537,8 +857,156 @@ def _length(data: Any, batch_size: int) -> int | None:
         return None
 
 
+# ---------------------------------------------------------------- distributed
+
+
+def _use_distributed(distributed: bool | None) -> bool:
+    initialized = dist.is_available() and dist.is_initialized()
+    if distributed is None:
+        return initialized and dist.get_world_size() > 1
+    if not isinstance(distributed, bool):
+        raise TypeError(
+            f"`distributed` must be None or a bool, got {type(distributed).__name__}"
+        )
+    if distributed and not initialized:
+        raise ValueError(
+            "`distributed=True` needs an initialized torch.distributed process "
+            "group (torch.distributed.init_process_group, e.g. under torchrun)"
+        )
+    return distributed
+
+
+def _shard(data: Any, rank: int, world: int) -> Any:
+    """This rank's share of ``data``: a tensor is split by rank, the rest is kept."""
+    if isinstance(data, Tensor):
+        if data.dim() == 0 or data.shape[0] < world:
+            raise ValueError(
+                f"`data` has {len(data) if data.dim() else 0} example(s), fewer "
+                f"than the {world} ranks"
+            )
+        return data.tensor_split(world)[rank]
+    sampler = getattr(data, "sampler", None)
+    if isinstance(sampler, DistributedSampler):
+        if (sampler.rank, sampler.num_replicas) != (rank, world):
+            raise ValueError(
+                f"`data`'s DistributedSampler is for rank {sampler.rank} of "
+                f"{sampler.num_replicas}, but this is rank {rank} of {world}"
+            )
+        n_examples = len(sampler.dataset)  # type: ignore[arg-type]
+        if not sampler.drop_last and n_examples % world:
+            warnings.warn(
+                f"`data`'s DistributedSampler pads {n_examples} examples to a "
+                f"multiple of {world} ranks by repeating some, which then count "
+                "twice in the patterns",
+                UserWarning,
+                stacklevel=4,
+            )
+    elif isinstance(data, DataLoader) and not isinstance(data.dataset, IterableDataset):
+        warnings.warn(
+            "`data` is a DataLoader without a DistributedSampler: unless its "
+            "dataset is this rank's shard, every rank reads the same examples "
+            "(pass DataLoader(dataset, sampler=DistributedSampler(dataset, "
+            "shuffle=False)))",
+            UserWarning,
+            stacklevel=4,
+        )
+    return data
+
+
+def _collective(what: str, rank: int, call: Any) -> None:
+    """Runs a collective, turning a dead or absent peer into a clear error."""
+    try:
+        call()
+    except Exception as error:
+        raise RuntimeError(
+            f"fit_patterns on rank {rank}: {what} failed; another rank probably "
+            "died or is not calling fit_patterns (a rank that is alive but absent "
+            f"ends the wait at the process group's timeout): {error}"
+        ) from error
+
+
+def _collective_device() -> torch.device:
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _agree_across_ranks(
+    statistics: PatternStatistics | None,
+    error: BaseException | None,
+    rank: int,
+    world: int,
+) -> None:
+    """Every rank learns whether every rank succeeded, and on what layers.
+
+    Raises the rank's own error where it failed, and on the other ranks an error
+    naming the ranks that failed, instead of leaving them waiting.
+    """
+    shapes = 0.0
+    if statistics is not None:
+        shapes = float(
+            sum(t.numel() for s in statistics.values() for t in s._tensors())
+        )
+    device = _collective_device()
+    mine = torch.tensor(
+        [float(error is not None), shapes], dtype=torch.float64, device=device
+    )
+    everyone = [torch.zeros_like(mine) for _ in range(world)]
+    _collective(
+        "exchanging each rank's status", rank, lambda: dist.all_gather(everyone, mine)
+    )
+    failed = [r for r, status in enumerate(everyone) if status[0] > 0]
+    if error is not None:
+        raise error
+    if failed:
+        raise RuntimeError(
+            f"fit_patterns failed on rank(s) {failed} (see their error); rank "
+            f"{rank} stops too"
+        )
+    sizes = {float(status[1]) for status in everyone}
+    if len(sizes) > 1:
+        raise ValueError(
+            "fit_patterns: the ranks fit statistics of different sizes "
+            f"({sorted(sizes)}); every rank must pass the same model and `layers`"
+        )
+
+
+def _all_reduced(
+    statistics: PatternStatistics, rank: int, world: int
+) -> PatternStatistics:
+    """The sum of every rank's statistics, centered on rank 0's centers."""
+    device = _collective_device()
+    centers = torch.cat([s.center for s in statistics.values()]).to(device)
+    _collective(
+        "broadcasting rank 0's centers", rank, lambda: dist.broadcast(centers, 0)
+    )
+    reduced = {}
+    offset = 0
+    for name, stats in statistics.items():
+        units = stats.center.numel()
+        center = centers[offset : offset + units].to(stats.center)
+        offset += units
+        stats = stats.recentered(center)
+        tensors = stats._tensors()
+        flat = torch.cat([t.reshape(-1) for t in tensors]).to(device)
+        _collective(
+            f"all-reducing the statistics of `{name}`",
+            rank,
+            lambda flat=flat: dist.all_reduce(flat),
+        )
+        summed = flat.to(stats.center.device).split([t.numel() for t in tensors])
+        reduced[name] = replace(
+            stats,
+            **{
+                f: total.reshape(t.shape) for f, total, t in zip(_SUMS, summed, tensors)
+            },
+        )
+    return PatternStatistics(reduced)
+
+
 __all__ = [
     "LayerStatistics",
+    "LayerSums",
     "PatternStatistics",
     "Patterns",
     "accumulate_statistics",

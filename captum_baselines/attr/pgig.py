@@ -27,18 +27,16 @@ from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import torch
-from captum._utils.common import _format_output, _is_tuple
 from captum._utils.typing import BaselineType, TargetType, TensorOrTupleOfTensorsGeneric
 from captum.attr import GradientAttribution
 from captum.log import log_usage
 from torch import Tensor, nn
 
 from .._engine.forward import scored
-from .._engine.inputs import format_baselines, format_inputs
+from .._engine.inputs import format_inputs, format_path_arguments, format_result
 from .._engine.path import gradients_at
 from .._engine.targets import check_target_form
 from .._hooks import eval_mode
-from .._validation import check_optional_positive_int
 from .integrated_gradients import check_rule, integrated_gradients
 from .pattern_backward import PatternedWeights, pattern_backward
 from .patterns import Patterns
@@ -144,9 +142,7 @@ class PatternAttribution(GradientAttribution):
                 additional_forward_args,
                 check=True,
             )
-        return cast(
-            TensorOrTupleOfTensorsGeneric, _format_output(_is_tuple(inputs), gradients)
-        )
+        return cast(TensorOrTupleOfTensorsGeneric, format_result(inputs, gradients))
 
 
 class PatternGuidedIntegratedGradients(GradientAttribution):
@@ -249,11 +245,8 @@ class PatternGuidedIntegratedGradients(GradientAttribution):
             >>> pgig = PatternGuidedIntegratedGradients(model, patterns)
             >>> attribution = pgig.attribute(x, baselines=0.0, target=3)
         """
-        x = format_inputs(inputs)
-        b = format_baselines(baselines, x)
+        x, b = format_path_arguments(inputs, baselines, target, internal_batch_size)
         n_steps = check_rule(method, n_steps)
-        check_target_form(target, x[0].shape[0])
-        check_optional_positive_int("internal_batch_size", internal_batch_size)
         explained = _explained(self.forward_func, probability_weighted)
         if probability_weighted:
             explained = _started_from_output(explained)
@@ -274,10 +267,7 @@ class PatternGuidedIntegratedGradients(GradientAttribution):
                 self._multiply_by_inputs,
                 show_progress=show_progress,
             )
-        return cast(
-            TensorOrTupleOfTensorsGeneric,
-            _format_output(_is_tuple(inputs), attributions),
-        )
+        return cast(TensorOrTupleOfTensorsGeneric, format_result(inputs, attributions))
 
 
 def _explained(

@@ -1,4 +1,4 @@
-"""Ablation curves, as in the ablation tests of the Distill article.
+"""Ablation curves, as in the ablation tests of the Distill article, and ROAD.
 
 Sturmfels, Lundberg & Lee, "Visualizing the Impact of Feature Attribution
 Baselines", Distill 2020, https://distill.pub/2020/attribution-baselines/
@@ -10,12 +10,18 @@ value on the untouched input:
 * ``order="top_k"``: the ``k`` most relevant pixels go, ranked by the channel sum
   of the attributions (signed, as the article's code ranks; ``absolute=True``
   ranks by the sum of ``|a|``);
-* ``order="mass_center"``: a box covering a fraction ``k`` of the image, centred
-  on the centre of mass of the attribution map, goes.
+* ``order="mass_center"``: a box covering a fraction ``k`` of the image, centered
+  on the center of mass of the attribution map, goes.
 
-A steeper drop (a smaller area under the curve) means the attributions found the
-pixels the model relies on.  :func:`random_attributions` gives the control the
-article compares against.
+``direction="lerf"`` removes the least relevant pixels first instead.  With
+``fill="road"`` the removed pixels are imputed by Noisy Linear Imputation
+(Rong et al., ICML 2022, https://arxiv.org/abs/2202.00449), so that the shape
+of the removed set does not leak the class: the ROAD curves.
+
+With the most relevant pixels first (MoRF), a steeper drop (a smaller area under
+the curve) means the attributions found the pixels the model relies on; with
+the least relevant first (LeRF), a flatter curve (a larger area) does.
+:func:`random_attributions` gives the control the article compares against.
 """
 
 from __future__ import annotations
@@ -28,15 +34,20 @@ from captum._utils.typing import TargetType
 from torch import Tensor
 
 from .._validation import check_generator, check_nonnegative
+from .intervals import Interval, bootstrap_interval
 from .removal import (
+    Direction,
     Fill,
     Score,
+    check_direction,
     check_fractions,
     check_score,
-    fill_values,
+    imputation_rows,
     position_scores,
-    ranks_descending,
     removal_curve,
+    removal_ranks,
+    replacement,
+    resolve_show_progress,
     single_input,
 )
 
@@ -52,13 +63,17 @@ def ablation_curve(
     fill: Fill = "mean",
     order: Order = "top_k",
     *,
+    direction: Direction = "morf",
+    noise_std: float = 0.01,
     absolute: bool = False,
     blur_sigma: float = 20.0,
     score: Score = "probability",
     relative: bool = True,
     additional_forward_args: Any = None,
     internal_batch_size: int | None = None,
-    progress: bool = False,
+    generator: torch.Generator | None = None,
+    show_progress: bool = False,
+    progress: bool | None = None,
 ) -> Tensor:
     r"""The model's score at ``target`` as a growing fraction of pixels is removed.
 
@@ -71,17 +86,29 @@ def ablation_curve(
             ``(N, 1, H, W)`` / ``(N, H, W)`` (e.g. an upsampled Grad-CAM).
         target: Output index, in any of Captum's ``TargetType`` forms.
         fractions: Fractions ``k`` of the pixels to remove, in [0, 1]. Default
-            ``0, 0.1, ..., 1.0``.  At ``k`` the top ``round(k * P)`` of the ``P``
+            ``0, 0.1, ..., 1.0``.  At ``k``, ``round(k * P)`` of the ``P``
             pixels are removed.
         fill: What a removed pixel becomes: ``"mean"`` (the same image's
             per-channel mean), ``"blur"`` (its Gaussian blur of ``blur_sigma``
-            pixels), a tensor broadcastable to ``inputs``, or a callable
-            ``fill(inputs) -> tensor``.
-        order: ``"top_k"`` or ``"mass_center"``.  The mass-centre box has
-            ``round(sqrt(k) H) x round(sqrt(k) W)`` pixels, centred on the centre
-            of mass of the channel sum of ``|a|`` (the image centre for an
+            pixels), ``"road"`` (Noisy Linear Imputation from the kept pixels,
+            plus Gaussian noise of std ``noise_std``: see
+            :func:`~captum_baselines.metrics.imputation.noisy_linear_imputation`;
+            needs ``(N, C, H, W)`` images), a tensor broadcastable to
+            ``inputs``, or a callable ``fill(inputs) -> tensor``.
+        order: ``"top_k"`` or ``"mass_center"``.  The mass-center box has
+            ``round(sqrt(k) H) x round(sqrt(k) W)`` pixels, centered on the center
+            of mass of the channel sum of ``|a|`` (the image center for an
             all-zero map) and shifted inwards where it would leave the image, so
             that each step removes the same fraction for every method.
+        direction: ``"morf"`` (most relevant first, the default) or ``"lerf"``
+            (least relevant first).  For ``top_k`` LeRF removes the ``k`` least
+            relevant pixels (ties in index order in both directions); for
+            ``mass_center`` it removes everything outside the box of fraction
+            ``1 - k``.  The ROAD paper reports both: with MoRF a lower curve is
+            better, with LeRF a higher one.
+        noise_std: Std of the noise of ``fill="road"``, in the units of
+            ``inputs`` (0.01, the ROAD authors' default for images in
+            ``[0, 1]``); ignored by the other fills.
         absolute: Rank ``top_k`` by ``sum_c |a|`` instead of the signed
             ``sum_c a``.
         blur_sigma: Sigma of ``fill="blur"``, in pixels (the article used 20).
@@ -90,8 +117,13 @@ def ablation_curve(
         relative: Divide by the untouched input's score, so curves start at 1.
         additional_forward_args: Passed to the model after the inputs.
         internal_batch_size: Ablated images per forward pass; ``None`` uses
-            ``N``, so memory stays that of one forward of ``inputs``.
-        progress: Show a tqdm bar.
+            ``N``, so memory stays that of one forward of ``inputs``
+            (``fill="road"`` imputes up to about two million values at once).
+        generator: Source of the noise of ``fill="road"`` (the global RNG is
+            never used); the draws follow the order of the rows, so they
+            repeat for the same ``generator`` state and batch sizes.
+        show_progress: Show a tqdm bar.
+        progress: Deprecated alias of ``show_progress``.
 
     Returns:
         ``(N, F)`` tensor: the score after removing each fraction; fractions
@@ -103,20 +135,27 @@ def ablation_curve(
         >>> attr = ig.attribute(images, baselines=0 * images, target=labels)
         >>> curve = ablation_curve(model, images, attr, target=labels)
         >>> area_under_curve(curve).mean()  # lower is better
+        >>> road_lerf = ablation_curve(
+        ...     model, images, attr, labels, fill="road", direction="lerf"
+        ... )  # higher is better
     """
     x = single_input("inputs", inputs)
     score = check_score(score)
     if order not in ("top_k", "mass_center"):
         raise ValueError(f'`order` must be "top_k" or "mass_center", got {order!r}')
+    direction = check_direction(direction)
     k = check_fractions(fractions)
     blur_sigma = check_nonnegative("blur_sigma", blur_sigma)
+    noise_std = check_nonnegative("noise_std", noise_std)
+    check_generator("generator", generator)
+    show_progress = resolve_show_progress(show_progress, progress)
     relevance = position_scores(attributions, x, absolute)
     n_positions = relevance.shape[1]
-    replacement = fill_values(fill, x, blur_sigma)
+    replace = replacement(fill, x, blur_sigma, noise_std, generator)
 
     if order == "top_k":
         counts = torch.floor(k * n_positions + 0.5).long().to(x.device)
-        ranks = ranks_descending(relevance)
+        ranks = removal_ranks(relevance, direction)
 
         def mask_for(examples: Tensor, steps: Tensor) -> Tensor:
             return ranks[examples] < counts[steps][:, None]
@@ -129,25 +168,30 @@ def ablation_curve(
                 f"got shape {tuple(x.shape)}"
             )
         height, width = x.shape[2:]
+        # LeRF keeps the box of the complementary fraction and removes the rest.
+        box_fractions = k if direction == "morf" else 1 - k
         boxes = mass_center_boxes(
-            relevance_map(attributions, x), k.to(x.device), (height, width)
+            relevance_map(attributions, x), box_fractions.to(x.device), (height, width)
         )
         rows = torch.arange(height, device=x.device)
         cols = torch.arange(width, device=x.device)
+        outside = direction == "lerf"
 
         def mask_for(examples: Tensor, steps: Tensor) -> Tensor:
             top, left, h, w = boxes[examples, steps].unbind(-1)
             inside_rows = (rows >= top[:, None]) & (rows < (top + h)[:, None])
             inside_cols = (cols >= left[:, None]) & (cols < (left + w)[:, None])
             inside = inside_rows[:, :, None] & inside_cols[:, None, :]
-            return inside.reshape(len(examples), -1)
+            return inside.reshape(len(examples), -1) ^ outside
 
-        removes_nothing = (boxes[..., 2] * boxes[..., 3] == 0).all(0)
+        area = boxes[..., 2] * boxes[..., 3]
+        kept_all = area == height * width if outside else area == 0
+        removes_nothing = kept_all.all(0).cpu()
 
     return removal_curve(
         forward_func,
         x,
-        replacement,
+        replace,
         mask_for,
         removes_nothing,
         target,
@@ -155,8 +199,9 @@ def ablation_curve(
         score,
         relative,
         internal_batch_size,
-        progress,
-        desc=f"ablation ({order})",
+        show_progress,
+        desc=f"ablation ({order}, {direction})",
+        replace_rows=imputation_rows(fill, x),
     )
 
 
@@ -169,9 +214,9 @@ def relevance_map(attributions: Tensor, inputs: Tensor) -> Tensor:
 
 
 def center_of_mass(relevance: Tensor) -> Tensor:
-    """``(N, 2)`` centre of mass (row, column) of non-negative ``(N, H, W)`` maps.
+    """``(N, 2)`` center of mass (row, column) of non-negative ``(N, H, W)`` maps.
 
-    An all-zero map has no mass; its centre is taken to be the image centre.
+    An all-zero map has no mass; its center is taken to be the image center.
     """
     n, height, width = relevance.shape
     rows = torch.arange(height, dtype=relevance.dtype, device=relevance.device)
@@ -191,10 +236,10 @@ def center_of_mass(relevance: Tensor) -> Tensor:
 def mass_center_boxes(
     relevance: Tensor, fractions: Tensor, size: tuple[int, int]
 ) -> Tensor:
-    """``(N, F, 4)`` boxes ``(top, left, height, width)`` around the centres of mass.
+    """``(N, F, 4)`` boxes ``(top, left, height, width)`` around the centers of mass.
 
     The box of fraction ``k`` has ``round(sqrt(k) H)`` rows and ``round(sqrt(k) W)``
-    columns, centred on the centre of mass (pixel centres at integer
+    columns, centered on the center of mass (pixel centers at integer
     coordinates), then shifted the least needed to lie inside the image.  An
     empty box (``k`` too small for one row or column) is ``(0, 0, h, w)``.
     """
@@ -267,3 +312,41 @@ def area_under_curve(curve: Tensor, fractions: Any = None) -> Tensor:
         if bool((x[1:] <= x[:-1]).any()):
             raise ValueError("`fractions` must be strictly increasing")
     return torch.trapezoid(curve.to(dtype), x, dim=-1)
+
+
+def area_under_curve_interval(
+    curve: Tensor,
+    fractions: Any = None,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    generator: torch.Generator | None = None,
+) -> Interval:
+    """The mean area under ``(N, F)`` curves, with a bootstrap interval over images.
+
+    The companion of :func:`area_under_curve`: the areas of the ``N`` curves are
+    resampled with replacement (percentile bootstrap, see
+    :func:`~captum_baselines.metrics.intervals.bootstrap_interval`).
+
+    Args:
+        curve: ``(N, F)`` curves, one per image.
+        fractions: Their x-coordinates, as in :func:`area_under_curve`.
+        confidence: Nominal coverage of the interval.
+        n_resamples: Bootstrap resamples.
+        generator: Source of the resampling; default: a generator seeded with
+            0, so the interval repeats.
+
+    Returns:
+        An :class:`~captum_baselines.metrics.intervals.Interval` with ``mean``,
+        ``low``, ``high``; ``a.overlaps(b)`` tells whether two can be ranked.
+
+    Examples::
+
+        >>> area_under_curve_interval(curve).format()
+        '0.412 [0.380, 0.441]'
+    """
+    if isinstance(curve, Tensor) and curve.dim() != 2:
+        raise ValueError(
+            f"`curve` must be (N, F) curves, one per image, got {tuple(curve.shape)}"
+        )
+    areas = area_under_curve(curve, fractions)
+    return bootstrap_interval(areas, confidence, n_resamples, generator)

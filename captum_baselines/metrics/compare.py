@@ -5,8 +5,11 @@ Each method is a callable ``method(inputs, target)`` returning attributions, or
 times each method, upsamples lower-resolution maps (Grad-CAM style) to the input
 size, and evaluates every requested removal curve on the attributions, adding
 the random control.  The result holds the curves and a table: per method the
-mean area under each curve, the mean ``|delta|`` where the method returns one,
-and the seconds spent attributing.
+mean area under each curve with a bootstrap confidence interval over the images
+(the same resamples for every method), the ROAD gap ``AUC(LeRF) - AUC(MoRF)``
+when both ROAD curves are evaluated, the mean ``|delta|`` where the method
+returns one, and the seconds spent attributing.  Methods whose intervals overlap
+are not ranked against each other (:meth:`ComparisonResult.ranking`).
 
 Example::
 
@@ -36,22 +39,46 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .._engine.targets import select_target
-from .._validation import check_generator, check_optional_positive_int, check_tensor
+from .._validation import (
+    check_generator,
+    check_nonnegative,
+    check_optional_positive_int,
+    check_tensor,
+)
 from .ablation import ablation_curve, area_under_curve, random_attributions
 from .degradation import degradation_curve
-from .removal import Fill, Score, check_fractions, single_input
+from .intervals import Interval, bootstrap_indices, bootstrap_interval, check_confidence
+from .removal import Fill, Score, check_fractions, resolve_show_progress, single_input
 
 AttributionFn = Callable[[Tensor, TargetType], Any]
 
-#: The curves the harness knows, in the order of the table's columns.
-CURVES = ("top_k", "mass_center", "degradation")
+#: The curves the harness knows, in the order of the table's columns:
+#: ``top_k`` and ``mass_center`` (:func:`ablation_curve` with ``fill``),
+#: ``degradation``, and the ROAD curves ``road_morf`` / ``road_lerf``
+#: (``top_k`` with Noisy Linear Imputation, most / least relevant first).
+CURVES = ("top_k", "mass_center", "degradation", "road_morf", "road_lerf")
+
+#: What :func:`compare_attributions` evaluates unless told otherwise; pass
+#: ``curves=CURVES`` for the ROAD curves too.
+DEFAULT_CURVES = ("top_k", "mass_center", "degradation")
+
+#: The ROAD summary: ``AUC(road_lerf) - AUC(road_morf)`` per image.
+ROAD_GAP = "road_gap"
+
+#: Summaries for which a larger value is better; for every other curve a
+#: smaller area (a steeper drop) is better.
+HIGHER_IS_BETTER = frozenset({"road_lerf", ROAD_GAP})
 
 RANDOM = "random"
 
 
 @dataclass
 class MethodResult:
-    """What one method produced: its attributions, curves, areas, delta, time."""
+    """What one method produced: its attributions, curves, areas, delta, time.
+
+    ``auc`` holds the ``(N,)`` areas per curve (and the ROAD gap under
+    ``"road_gap"``), ``intervals`` their means with bootstrap intervals.
+    """
 
     name: str
     attributions: Tensor = field(repr=False)
@@ -59,6 +86,7 @@ class MethodResult:
     auc: dict[str, Tensor] = field(repr=False)
     delta: Tensor | None
     seconds: float
+    intervals: dict[str, Interval] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -69,21 +97,26 @@ class ComparisonResult:
         methods: One :class:`MethodResult` per method, in the order given, the
             random control last.
         curve_names: The curves evaluated, e.g. ``("top_k", "degradation")``.
-        fractions: x-coordinates of the ``top_k`` / ``mass_center`` curves.
+        fractions: x-coordinates of the ``top_k`` / ``mass_center`` / ROAD curves.
         n_patches: Number of patches of the degradation curve (or ``None``).
+        confidence: Nominal coverage of the intervals.
     """
 
     methods: dict[str, MethodResult]
     curve_names: tuple[str, ...]
     fractions: Tensor
     n_patches: int | None
+    confidence: float = 0.95
+
+    @property
+    def summary_names(self) -> tuple[str, ...]:
+        """The curves, then ``"road_gap"`` when both ROAD curves were evaluated."""
+        road = {"road_morf", "road_lerf"} <= set(self.curve_names)
+        return self.curve_names + ((ROAD_GAP,) if road else ())
 
     def curves(self, curve: str) -> dict[str, Tensor]:
         """``{method: (N, F) curve}`` for one curve name, ready for plotting."""
-        if curve not in self.curve_names:
-            raise ValueError(
-                f"`curve` must be one of {self.curve_names}, got {curve!r}"
-            )
+        self._check_curve(curve, self.curve_names)
         return {name: r.curves[curve] for name, r in self.methods.items()}
 
     def x(self, curve: str) -> Tensor:
@@ -93,15 +126,63 @@ class ComparisonResult:
             return torch.linspace(0, 1, self.n_patches + 1, dtype=torch.float64)
         return self.fractions
 
+    def interval(self, method: str, curve: str) -> Interval:
+        """Mean area of ``curve`` (or the ROAD gap) of ``method``, with interval."""
+        self._check_curve(curve, self.summary_names)
+        if method not in self.methods:
+            raise ValueError(
+                f"`method` must be one of {list(self.methods)}, got {method!r}"
+            )
+        return self.methods[method].intervals[curve]
+
+    def overlaps(self, first: str, second: str, curve: str) -> bool:
+        """Whether two methods' intervals for ``curve`` overlap: if so, the data
+        do not rank them."""
+        return self.interval(first, curve).overlaps(self.interval(second, curve))
+
+    def ranking(self, curve: str) -> list[list[str]]:
+        """Methods best first, in tiers that the intervals separate.
+
+        Best means the smallest area, or the largest for the summaries in
+        :data:`HIGHER_IS_BETTER`.  Methods whose intervals overlap, directly or
+        through a chain of overlapping intervals, share a tier (ordered by
+        mean); every interval of a tier lies wholly on the better side of every
+        interval of the next, so methods are ranked only where the data
+        separate them.
+        """
+        self._check_curve(curve, self.summary_names)
+        intervals = {m: self.interval(m, curve) for m in self.methods}
+        tiers: list[list[str]] = []
+        reach = -math.inf
+        for method in sorted(intervals, key=lambda m: intervals[m].low):
+            if tiers and intervals[method].low <= reach:
+                tiers[-1].append(method)
+            else:
+                tiers.append([method])
+            reach = max(reach, intervals[method].high)
+        higher = curve in HIGHER_IS_BETTER
+        if higher:
+            tiers.reverse()
+        return [
+            sorted(tier, key=lambda m: intervals[m].mean, reverse=higher)
+            for tier in tiers
+        ]
+
     def table(self) -> list[dict[str, Any]]:
-        """One row per method: ``method``, ``auc_<curve>`` (means over examples),
-        ``abs_delta`` (mean ``|delta|``, NaN if the method returns none), and
-        ``seconds``."""
+        """One row per method: ``method``; per curve ``auc_<curve>`` (the mean
+        over examples) with ``auc_<curve>_low`` / ``auc_<curve>_high`` (its
+        bootstrap interval); ``road_gap`` with ``road_gap_low`` /
+        ``road_gap_high`` when both ROAD curves were evaluated; ``abs_delta``
+        (mean ``|delta|``, NaN if the method returns none); and ``seconds``."""
         rows = []
         for name, r in self.methods.items():
             row: dict[str, Any] = {"method": name}
-            for curve in self.curve_names:
-                row[f"auc_{curve}"] = float(r.auc[curve].mean())
+            for summary in self.summary_names:
+                key = _column(summary)
+                interval = r.intervals[summary]
+                row[key] = interval.mean
+                row[f"{key}_low"] = interval.low
+                row[f"{key}_high"] = interval.high
             row["abs_delta"] = (
                 math.nan if r.delta is None else float(r.delta.abs().mean())
             )
@@ -109,26 +190,45 @@ class ComparisonResult:
             rows.append(row)
         return rows
 
-    def format_table(self, digits: int = 3) -> str:
-        """The table as Markdown (areas: lower is better)."""
-        rows = self.table()
-        headers = ["method"] + [f"AUC {c}" for c in self.curve_names]
+    def format_table(self, digits: int = 3, intervals: bool = True) -> str:
+        """The table as Markdown.  Areas of MoRF curves (``top_k``,
+        ``mass_center``, ``degradation``, ``road_morf``): lower is better;
+        ``road_lerf`` and the ROAD gap: higher is better.  With ``intervals``
+        each cell reads ``mean [low, high]``."""
+        headers = ["method"]
+        headers += [
+            "ROAD gap (LeRF - MoRF)" if s == ROAD_GAP else f"AUC {s}"
+            for s in self.summary_names
+        ]
         headers += ["mean abs delta", "seconds"]
-        keys = ["method"] + [f"auc_{c}" for c in self.curve_names]
-        keys += ["abs_delta", "seconds"]
 
-        def cell(value: Any) -> str:
-            if isinstance(value, float):
-                return "-" if math.isnan(value) else f"{value:.{digits}f}"
-            return str(value)
+        def number(value: float) -> str:
+            return "-" if math.isnan(value) else f"{value:.{digits}f}"
 
         lines = [
             "| " + " | ".join(headers) + " |",
             "|" + "|".join("---" for _ in headers) + "|",
         ]
-        for row in rows:
-            lines.append("| " + " | ".join(cell(row[k]) for k in keys) + " |")
+        for name, r in self.methods.items():
+            cells = [name]
+            for summary in self.summary_names:
+                interval = r.intervals[summary]
+                cells.append(
+                    interval.format(digits) if intervals else number(interval.mean)
+                )
+            delta = math.nan if r.delta is None else float(r.delta.abs().mean())
+            cells += [number(delta), number(r.seconds)]
+            lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
+
+    @staticmethod
+    def _check_curve(curve: str, known: tuple[str, ...]) -> None:
+        if curve not in known:
+            raise ValueError(f"`curve` must be one of {known}, got {curve!r}")
+
+
+def _column(summary: str) -> str:
+    return summary if summary == ROAD_GAP else f"auc_{summary}"
 
 
 def compare_attributions(
@@ -137,49 +237,69 @@ def compare_attributions(
     target: TargetType,
     methods: Mapping[str, AttributionFn],
     *,
-    curves: Sequence[str] = CURVES,
+    curves: Sequence[str] = DEFAULT_CURVES,
     fractions: Any = None,
     fill: Fill = "mean",
     patch_size: int = 9,
     n_patches: int | None = None,
+    noise_std: float = 0.01,
     score: Score = "probability",
     random_control: bool = True,
     generator: torch.Generator | None = None,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    bootstrap_generator: torch.Generator | None = None,
     batch_size: int | None = None,
     internal_batch_size: int | None = None,
     additional_forward_args: Any = None,
-    progress: bool = True,
+    show_progress: bool = True,
+    progress: bool | None = None,
 ) -> ComparisonResult:
     r"""Attributes with each named method and scores the attributions.
 
     Args:
         model: The model (any forward function).
-        inputs: ``(N, C, H, W)`` images (``mass_center`` and ``degradation``
-            need 4-D inputs; ``top_k`` takes any shape).
+        inputs: ``(N, C, H, W)`` images (``mass_center``, ``degradation`` and the
+            ROAD curves need 4-D inputs; ``top_k`` takes any shape).
         target: The class explained, in any of Captum's ``TargetType`` forms.
         methods: ``{name: method}``; ``method(inputs, target)`` returns
             attributions shaped like ``inputs`` or ``(N, 1, h, w)`` maps (upsampled
             bilinearly to the input size), or a pair ``(attributions, delta)``
             with one completeness delta per example.
-        curves: Which of ``"top_k"``, ``"mass_center"``, ``"degradation"`` to
-            evaluate.
-        fractions: Fractions of :func:`ablation_curve`; default ``0, 0.1, ..., 1``.
-        fill: Replacement for the ablation curves (see :func:`ablation_curve`);
-            the degradation curve always uses each patch's own mean.
+        curves: Which of :data:`CURVES` to evaluate: ``"top_k"``,
+            ``"mass_center"`` (ablation with ``fill``), ``"degradation"``,
+            ``"road_morf"`` and ``"road_lerf"`` (ROAD: top-k removal with Noisy
+            Linear Imputation, most / least relevant first; together they add
+            the ROAD gap).  Default :data:`DEFAULT_CURVES`, the first three;
+            ``curves=CURVES`` evaluates all five.
+        fractions: Fractions of the ablation and ROAD curves; default
+            ``0, 0.1, ..., 1``.
+        fill: Replacement for the ``top_k`` and ``mass_center`` curves (see
+            :func:`ablation_curve`); the degradation curve always uses each
+            patch's own mean, the ROAD curves always impute.
         patch_size: Patch side of the degradation curve.
         n_patches: Patches replaced by the degradation curve; ``None``: all.
+        noise_std: Std of the ROAD imputation noise, in input units.
         score: ``"probability"`` or ``"logit"``, as in :func:`ablation_curve`.
         random_control: Add the random Gaussian attribution control, named
             ``"random"``.
-        generator: Source of randomness of the control.
+        generator: Source of randomness of the control and of the ROAD noise.
+        confidence: Nominal coverage of the bootstrap intervals.
+        n_resamples: Bootstrap resamples of the images.
+        bootstrap_generator: Source of the resampling, shared by every method
+            and curve so that they are judged on the same resamples; default:
+            a generator seeded with 0, so the intervals repeat.
         batch_size: Examples per call of each method (``None``: all at once).
         internal_batch_size: Examples per forward pass of the curves.
         additional_forward_args: Passed to ``model`` by the curves (methods
             receive only ``(inputs, target)``: bind extra arguments yourself).
-        progress: Show a tqdm bar over methods and curves.
+        show_progress: Show a tqdm bar over methods and curves.
+        progress: Deprecated alias of ``show_progress``.
 
     Returns:
-        A :class:`ComparisonResult`; ``result.format_table()`` prints it.
+        A :class:`ComparisonResult`; ``result.format_table()`` prints it and
+        ``result.ranking(curve)`` orders the methods without separating those
+        whose intervals overlap.
     """
     x = single_input("inputs", inputs)
     if not isinstance(methods, Mapping) or not all(isinstance(k, str) for k in methods):
@@ -199,8 +319,13 @@ def compare_attributions(
     if unknown or not curve_names:
         raise ValueError(f"`curves` must be a non-empty subset of {CURVES}: {unknown}")
     k = check_fractions(fractions)
+    noise_std = check_nonnegative("noise_std", noise_std)
     check_generator("generator", generator)
+    confidence = check_confidence(confidence)
+    check_generator("bootstrap_generator", bootstrap_generator)
+    resamples = bootstrap_indices(x.shape[0], n_resamples, bootstrap_generator)
     batch = check_optional_positive_int("batch_size", batch_size) or x.shape[0]
+    show_progress = resolve_show_progress(show_progress, progress)
 
     named: dict[str, AttributionFn] = dict(methods)
     if random_control:
@@ -208,7 +333,7 @@ def compare_attributions(
     batches = _batches(x.shape[0], batch)
     results: dict[str, MethodResult] = {}
     total = len(named) * (len(batches) + len(curve_names))
-    with tqdm(total=total, disable=not progress, desc="compare") as bar:
+    with tqdm(total=total, disable=not show_progress, desc="compare") as bar:
         for name, method in named.items():
             bar.set_postfix_str(name)
             pieces, deltas, seconds = [], [], 0.0
@@ -242,21 +367,27 @@ def compare_attributions(
                     )
                     auc[curve] = area_under_curve(values)
                 else:
+                    road = curve.startswith("road_")
                     values = ablation_curve(
                         model,
                         x,
                         attributions,
                         target,
                         fractions=k,
-                        fill=fill,
-                        order=curve,  # type: ignore[arg-type]
+                        fill="road" if road else fill,
+                        order="top_k" if road else curve,  # type: ignore[arg-type]
+                        direction="lerf" if curve == "road_lerf" else "morf",
+                        noise_std=noise_std,
                         score=score,
                         additional_forward_args=additional_forward_args,
                         internal_batch_size=internal_batch_size,
+                        generator=generator,
                     )
                     auc[curve] = area_under_curve(values, k)
                 method_curves[curve] = values
                 bar.update(1)
+            if {"road_morf", "road_lerf"} <= set(curve_names):
+                auc[ROAD_GAP] = auc["road_lerf"] - auc["road_morf"]
             results[name] = MethodResult(
                 name=name,
                 attributions=attributions,
@@ -264,6 +395,10 @@ def compare_attributions(
                 auc=auc,
                 delta=delta_all,
                 seconds=seconds,
+                intervals={
+                    summary: bootstrap_interval(areas, confidence, indices=resamples)
+                    for summary, areas in auc.items()
+                },
             )
     n_degradation = (
         results[next(iter(results))].curves["degradation"].shape[1] - 1
@@ -271,7 +406,11 @@ def compare_attributions(
         else None
     )
     return ComparisonResult(
-        methods=results, curve_names=curve_names, fractions=k, n_patches=n_degradation
+        methods=results,
+        curve_names=curve_names,
+        fractions=k,
+        n_patches=n_degradation,
+        confidence=confidence,
     )
 
 
@@ -320,6 +459,9 @@ def _to_input_size(name: str, attributions: Tensor, inputs: Tensor) -> Tensor:
 
 __all__ = [
     "CURVES",
+    "DEFAULT_CURVES",
+    "HIGHER_IS_BETTER",
+    "ROAD_GAP",
     "ComparisonResult",
     "MethodResult",
     "compare_attributions",

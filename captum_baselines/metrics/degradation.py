@@ -9,7 +9,9 @@ The image is tiled into ``patch_size x patch_size`` patches, ranked by their
 summed attribution.  Step ``j`` replaces the ``j`` most relevant patches, each by
 its own per-channel mean, and scores the model.  Unlike the PGIG reference code,
 the top-ranked patch is the first to go, and every channel is replaced whatever
-the sign of its mean.
+the sign of its mean.  ``direction="lerf"`` replaces the least relevant patches
+first, and ``fill="road"`` imputes the removed patches from the kept pixels
+(Noisy Linear Imputation, as in ROAD).
 """
 
 from __future__ import annotations
@@ -21,15 +23,19 @@ import torch
 from captum._utils.typing import TargetType
 from torch import Tensor
 
-from .._validation import check_nonnegative, check_positive_int
+from .._validation import check_generator, check_nonnegative, check_positive_int
 from .removal import (
+    Direction,
     Fill,
     Score,
+    check_direction,
     check_score,
-    fill_values,
+    imputation_rows,
     position_scores,
-    ranks_descending,
     removal_curve,
+    removal_ranks,
+    replacement,
+    resolve_show_progress,
     single_input,
 )
 
@@ -43,13 +49,17 @@ def degradation_curve(
     n_patches: int | None = 100,
     fill: Fill = "mean",
     *,
+    direction: Direction = "morf",
+    noise_std: float = 0.01,
     absolute: bool = False,
     blur_sigma: float = 20.0,
     score: Score = "probability",
     relative: bool = True,
     additional_forward_args: Any = None,
     internal_batch_size: int | None = None,
-    progress: bool = False,
+    generator: torch.Generator | None = None,
+    show_progress: bool = False,
+    progress: bool | None = None,
 ) -> Tensor:
     r"""The model's score as the most relevant patches are replaced, one by one.
 
@@ -63,7 +73,11 @@ def degradation_curve(
         n_patches: Number of patches to replace; ``None`` replaces them all.
         fill: ``"mean"``: each patch becomes its own per-channel mean (the
             benchmark's rule). Otherwise as in :func:`ablation_curve`:
-            ``"blur"``, a tensor broadcastable to ``inputs``, or a callable.
+            ``"blur"``, ``"road"`` (Noisy Linear Imputation), a tensor
+            broadcastable to ``inputs``, or a callable.
+        direction: ``"morf"`` (most relevant patches first, the default) or
+            ``"lerf"`` (least relevant first; ties in index order).
+        noise_std: Std of the noise of ``fill="road"``, in input units.
         absolute: Rank patches by the sum of ``|a|`` instead of the signed sum.
         blur_sigma: Sigma of ``fill="blur"``, in pixels.
         score: ``"probability"`` (softmax at ``target``, the benchmark's choice)
@@ -71,11 +85,14 @@ def degradation_curve(
         relative: Divide by the untouched input's score, so curves start at 1.
         additional_forward_args: Passed to the model after the inputs.
         internal_batch_size: Degraded images per forward pass; ``None`` uses ``N``.
-        progress: Show a tqdm bar.
+        generator: Source of the noise of ``fill="road"``.
+        show_progress: Show a tqdm bar.
+        progress: Deprecated alias of ``show_progress``.
 
     Returns:
         ``(N, n_patches + 1)`` tensor: column ``j`` is the score after replacing
-        the ``j`` most relevant patches; column 0 is the untouched input.
+        ``j`` patches (the most relevant ones for MoRF); column 0 is the
+        untouched input.
 
     Examples::
 
@@ -88,8 +105,12 @@ def degradation_curve(
             f"`inputs` must be (N, C, H, W) images, got shape {tuple(x.shape)}"
         )
     score = check_score(score)
+    direction = check_direction(direction)
     patch_size = check_positive_int("patch_size", patch_size)
     blur_sigma = check_nonnegative("blur_sigma", blur_sigma)
+    noise_std = check_nonnegative("noise_std", noise_std)
+    check_generator("generator", generator)
+    show_progress = resolve_show_progress(show_progress, progress)
     height, width = x.shape[2:]
     patch_of = patch_index(height, width, patch_size).to(x.device)
     total = int(patch_of.max()) + 1
@@ -106,13 +127,11 @@ def degradation_curve(
     patch_relevance = torch.zeros(
         x.shape[0], total, dtype=relevance.dtype, device=x.device
     ).index_add_(1, patch_of, relevance)
-    patch_ranks = ranks_descending(patch_relevance)
+    patch_ranks = removal_ranks(patch_relevance, direction)
     pixel_ranks = patch_ranks[:, patch_of]
-
-    if isinstance(fill, str) and fill == "mean":
-        replacement = patch_means(x, patch_of, total)
-    else:
-        replacement = fill_values(fill, x, blur_sigma)
+    is_mean = isinstance(fill, str) and fill == "mean"
+    mean = patch_means(x, patch_of, total) if is_mean else None
+    replace = replacement(fill, x, blur_sigma, noise_std, generator, mean=mean)
 
     def mask_for(examples: Tensor, steps: Tensor) -> Tensor:
         return pixel_ranks[examples] < steps[:, None]
@@ -121,7 +140,7 @@ def degradation_curve(
     return removal_curve(
         forward_func,
         x,
-        replacement,
+        replace,
         mask_for,
         removes_nothing,
         target,
@@ -129,8 +148,9 @@ def degradation_curve(
         score,
         relative,
         internal_batch_size,
-        progress,
-        desc="degradation",
+        show_progress,
+        desc=f"degradation ({direction})",
+        replace_rows=imputation_rows(fill, x),
     )
 
 

@@ -1,13 +1,17 @@
-"""What every removal curve shares: feature scores, fill values, the scoring loop.
+"""What every removal curve shares: feature scores, the removal order, fills,
+the scoring loop.
 
 A removal curve evaluates the model on copies of each input from which a growing
 set of features has been replaced, and reports the target's score relative to
-the untouched input.  Only *which* features go at each step differs between the
-curves; :func:`removal_curve` runs the rest once, in memory-bounded chunks.
+the untouched input.  The curves differ in *which* features go at each step
+(most or least relevant first, pixels, boxes or patches) and in *how* they are
+replaced (a fixed value per feature, or Noisy Linear Imputation from the kept
+pixels); :func:`removal_curve` runs the rest once, in memory-bounded chunks.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, Union
 
@@ -25,9 +29,20 @@ from .._validation import (
     check_optional_positive_int,
     check_tensor,
 )
+from .imputation import noisy_linear_imputation
 
 Fill = Union[str, Tensor, Callable[[Tensor], Tensor]]
 Score = Literal["probability", "logit"]
+Direction = Literal["morf", "lerf"]
+
+#: ``replace(examples, removed)`` -> ``(R, C, P)``: the rows of ``examples``
+#: (``(R,)`` indices) with the features of ``removed`` (``(R, 1, P)`` bool)
+#: replaced.
+Replace = Callable[[Tensor, Tensor], Tensor]
+
+#: Elements per imputation call of ``fill="road"``: imputing many rows at once
+#: amortizes the solver's per-iteration overhead on small images.
+IMPUTATION_ELEMENTS = 1 << 21
 
 #: ``mask_for(examples, steps)`` -> ``(R, P)`` bool: the features removed in each
 #: row, a row being one (example, step) pair.
@@ -94,13 +109,72 @@ def position_scores(
     return a.sum(1)
 
 
-def ranks_descending(scores: Tensor) -> Tensor:
-    """``(N, P)`` rank of each position, 0 for the most relevant; ties by index."""
-    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+def check_direction(direction: Any) -> Direction:
+    if direction not in ("morf", "lerf"):
+        raise ValueError(
+            f'`direction` must be "morf" (most relevant first) or "lerf" (least '
+            f"relevant first), got {direction!r}"
+        )
+    return direction  # type: ignore[no-any-return]
+
+
+def removal_ranks(scores: Tensor, direction: Direction = "morf") -> Tensor:
+    """``(N, P)`` position of each feature in the removal order (0 goes first).
+
+    ``"morf"`` removes the most relevant first, ``"lerf"`` the least relevant;
+    ties go in index order either way, so a constant map gives the same curve
+    in both directions.
+    """
+    descending = direction == "morf"
+    order = torch.sort(scores, dim=1, descending=descending, stable=True).indices
     ranks = torch.empty_like(order)
     positions = torch.arange(scores.shape[1], device=scores.device)
     ranks.scatter_(1, order, positions.expand_as(order).contiguous())
     return ranks
+
+
+def replacement(
+    fill: Fill,
+    inputs: Tensor,
+    blur_sigma: float,
+    noise_std: float,
+    generator: torch.Generator | None,
+    mean: Tensor | None = None,
+) -> Replace:
+    """How a removal curve replaces the removed features.
+
+    ``"road"`` imputes each ablated copy by Noisy Linear Imputation, which
+    depends on which pixels are removed; every other fill is a fixed value per
+    feature (:func:`fill_values`; ``mean`` overrides what ``"mean"`` means).
+    """
+    if isinstance(fill, str) and fill == "road":
+        if inputs.dim() != 4:
+            raise ValueError(
+                '`fill="road"` needs (N, C, H, W) images, '
+                f"got shape {tuple(inputs.shape)}"
+            )
+        n, c, height, width = inputs.shape
+
+        def impute(examples: Tensor, removed: Tensor) -> Tensor:
+            imputed = noisy_linear_imputation(
+                inputs[examples],
+                removed.reshape(len(examples), height, width),
+                noise_std,
+                generator=generator,
+            )
+            return imputed.reshape(len(examples), c, -1)
+
+        return impute
+    if mean is not None and isinstance(fill, str) and fill == "mean":
+        values = mean
+    else:
+        values = fill_values(fill, inputs, blur_sigma)
+    x, fixed = channel_view(inputs), channel_view(values)
+
+    def substitute(examples: Tensor, removed: Tensor) -> Tensor:
+        return torch.where(removed, fixed[examples], x[examples])
+
+    return substitute
 
 
 def fill_values(fill: Fill, inputs: Tensor, blur_sigma: float) -> Tensor:
@@ -125,7 +199,8 @@ def fill_values(fill: Fill, inputs: Tensor, blur_sigma: float) -> Tensor:
 
             return blur(inputs, blur_sigma).to(inputs.dtype)
         raise ValueError(
-            f'`fill` must be "mean", "blur", a tensor or a callable, got {fill!r}'
+            f'`fill` must be "mean", "blur", "road", a tensor or a callable, '
+            f"got {fill!r}"
         )
     if callable(fill) and not isinstance(fill, Tensor):
         values = fill(inputs)
@@ -137,7 +212,7 @@ def fill_values(fill: Fill, inputs: Tensor, blur_sigma: float) -> Tensor:
         values = fill
     else:
         raise TypeError(
-            '`fill` must be "mean", "blur", a tensor or a callable, '
+            '`fill` must be "mean", "blur", "road", a tensor or a callable, '
             f"got {type(fill).__name__}"
         )
     values = values.detach().to(device=inputs.device, dtype=inputs.dtype)
@@ -238,7 +313,7 @@ def reference_scores(
 def removal_curve(
     forward_func: Callable[..., Any],
     inputs: Tensor,
-    replacement: Tensor,
+    replace: Replace,
     mask_for: MaskFor,
     removes_nothing: Tensor,
     target: TargetType,
@@ -246,22 +321,25 @@ def removal_curve(
     score: Score,
     relative: bool,
     internal_batch_size: int | None,
-    progress: bool,
+    show_progress: bool,
     desc: str,
+    replace_rows: int | None = None,
 ) -> Tensor:
     """``(N, S)`` scores after each of ``S`` removal steps.
 
     Args:
-        replacement: Shaped like ``inputs``: the value each removed feature takes.
+        replace: Builds the ablated rows (see :data:`Replace`).
         mask_for: The removed positions of each (example, step) row.
         removes_nothing: ``(S,)`` bool, steps that remove no feature; their score
             is the untouched input's (exactly 1 when ``relative``), not re-evaluated.
         internal_batch_size: Rows per forward pass; ``None`` uses the batch size,
             so memory stays that of one forward of ``inputs``.
+        replace_rows: Rows per ``replace`` call, if more than a forward pass's.
     """
     n = inputs.shape[0]
     chunk = check_optional_positive_int("internal_batch_size", internal_batch_size)
     chunk = chunk or n
+    block = max(chunk, replace_rows or 0)
     with eval_mode(forward_func):
         reference = reference_scores(
             forward_func, inputs, target, additional_forward_args, score, chunk
@@ -271,28 +349,28 @@ def removal_curve(
     steps = torch.nonzero(~removes_nothing.cpu()).flatten()
     examples = torch.arange(n).repeat_interleave(len(steps))
     row_steps = steps.repeat(n)
-    x = channel_view(inputs)
-    fill = channel_view(replacement)
     with (
         torch.no_grad(),
         eval_mode(forward_func),
-        tqdm(total=len(examples), disable=not progress, desc=desc) as bar,
+        tqdm(total=len(examples), disable=not show_progress, desc=desc) as bar,
     ):
-        for start in range(0, len(examples), chunk):
-            e = examples[start : start + chunk]
-            s = row_steps[start : start + chunk]
-            ed = e.to(inputs.device)
-            removed = mask_for(ed, s.to(inputs.device))[:, None, :]
-            ablated = torch.where(removed, fill[ed], x[ed])
-            values = output_scores(
-                forward_func,
-                ablated.reshape(len(e), *inputs.shape[1:]),
-                select_target(target, e),
-                select_additional_args(additional_forward_args, e, n),
-                score,
-            )
-            curve[ed, s.to(inputs.device)] = values.to(curve.dtype)
-            bar.update(len(e))
+        for first in range(0, len(examples), block):
+            e_block = examples[first : first + block].to(inputs.device)
+            s_block = row_steps[first : first + block].to(inputs.device)
+            removed = mask_for(e_block, s_block)[:, None, :]
+            ablated = replace(e_block, removed)
+            for start in range(0, len(e_block), chunk):
+                e = e_block[start : start + chunk]
+                s = s_block[start : start + chunk]
+                values = output_scores(
+                    forward_func,
+                    ablated[start : start + chunk].reshape(len(e), *inputs.shape[1:]),
+                    select_target(target, e.cpu()),
+                    select_additional_args(additional_forward_args, e.cpu(), n),
+                    score,
+                )
+                curve[e, s] = values.to(curve.dtype)
+                bar.update(len(e))
     if relative:
         if bool((reference == 0).any()):
             raise ValueError(
@@ -301,3 +379,22 @@ def removal_curve(
             )
         curve = curve / reference[:, None]
     return curve
+
+
+def imputation_rows(fill: Fill, inputs: Tensor) -> int | None:
+    """Rows per ``replace`` call: many for ``"road"``, else one forward's worth."""
+    if isinstance(fill, str) and fill == "road":
+        return max(1, IMPUTATION_ELEMENTS // max(1, inputs[0].numel()))
+    return None
+
+
+def resolve_show_progress(show_progress: bool, progress: bool | None) -> bool:
+    """``show_progress``, or the deprecated ``progress`` where that is given."""
+    if progress is None:
+        return bool(show_progress)
+    warnings.warn(
+        "`progress` is deprecated; use `show_progress`",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return bool(progress)

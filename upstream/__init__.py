@@ -1,0 +1,1 @@
+"""Patches proposed to Captum, one folder per pull request (see docs/upstream.md)."""
