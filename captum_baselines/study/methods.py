@@ -354,6 +354,102 @@ def rsi_grad_cam(problem: Problem, settings: Settings) -> AttributionFn:
     return attribute_with(rsi, problem, settings, delta=True, baselines=baseline)
 
 
+# ----------------------------------------------------------------------------
+# Path methods that answer the baseline question differently, and IDGI
+
+
+def quadrature_ig_with_idgi(
+    problem: Problem, settings: Settings, baseline: Callable[[Tensor], Tensor]
+) -> AttributionFn:
+    """The package's IG from one baseline, its rows weighted as IDGI does."""
+    from ..attr import QuadratureIntegratedGradients
+
+    ig = QuadratureIntegratedGradients(problem.model)
+    return attribute_with(
+        ig, problem, settings, delta=True, baselines=baseline, idgi=True
+    )
+
+
+def blur_integrated_gradients(
+    problem: Problem, settings: Settings, idgi: bool
+) -> AttributionFn:
+    """Blur IG from the image blurred at the paper's 50 px per 224 px of side,
+    black beyond the border."""
+    from ..attr import BlurIntegratedGradients
+
+    blur_ig = BlurIntegratedGradients(problem.model)
+    return attribute_with(
+        blur_ig,
+        problem,
+        settings,
+        delta=True,
+        max_sigma=max(1.0, problem.side * 50 / 224),
+        value_range=problem.value_range,
+        idgi=idgi,
+    )
+
+
+def guided_integrated_gradients(
+    problem: Problem, settings: Settings, idgi: bool
+) -> AttributionFn:
+    """Guided IG from black with the paper's fraction 0.25 and max_dist 0.02."""
+    from ..attr import GuidedIntegratedGradients
+    from ..baselines import black
+
+    guided = GuidedIntegratedGradients(problem.model)
+    return attribute_with(
+        guided,
+        problem,
+        settings,
+        delta=True,
+        baselines=lambda x: black(x, problem.value_range),
+        idgi=idgi,
+    )
+
+
+@register("ig-black-idgi", "IG black + IDGI", passes=steps)
+def ig_black_idgi(problem: Problem, settings: Settings) -> AttributionFn:
+    """IG from black, each step weighted as IDGI does (Yang et al. 2023)."""
+    from ..baselines import black
+
+    return quadrature_ig_with_idgi(
+        problem, settings, lambda x: black(x, problem.value_range)
+    )
+
+
+@register("ig-blur-idgi", "IG blur + IDGI", passes=steps)
+def ig_blur_idgi(problem: Problem, settings: Settings) -> AttributionFn:
+    """IG from the blurred image, each step weighted as IDGI does."""
+    from ..baselines import blur
+
+    sigma = problem.blur_sigma(settings)
+    return quadrature_ig_with_idgi(problem, settings, lambda x: blur(x, sigma))
+
+
+@register("blur-ig", "Blur IG", passes=steps)
+def blur_ig(problem: Problem, settings: Settings) -> AttributionFn:
+    """Blur IG (Xu et al. 2020): the path through ever lighter blurs, no baseline."""
+    return blur_integrated_gradients(problem, settings, idgi=False)
+
+
+@register("blur-ig-idgi", "Blur IG + IDGI", passes=steps)
+def blur_ig_idgi(problem: Problem, settings: Settings) -> AttributionFn:
+    """Blur IG with IDGI's weighting."""
+    return blur_integrated_gradients(problem, settings, idgi=True)
+
+
+@register("guided-ig", "Guided IG black", passes=steps)
+def guided_ig(problem: Problem, settings: Settings) -> AttributionFn:
+    """Guided IG (Kapishnikov et al. 2021): a path adapted to the gradients."""
+    return guided_integrated_gradients(problem, settings, idgi=False)
+
+
+@register("guided-ig-idgi", "Guided IG black + IDGI", passes=steps)
+def guided_ig_idgi(problem: Problem, settings: Settings) -> AttributionFn:
+    """Guided IG with IDGI's weighting."""
+    return guided_integrated_gradients(problem, settings, idgi=True)
+
+
 __all__ = [
     "METHODS",
     "UNIFORM_OUTPUT_ITERATIONS",
