@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from .._hooks import eval_mode
+from ..distributed import is_main_process
 from ..metrics.compare import ComparisonResult, compare_attributions
 from . import figures, report
 from .errors import OptionError
@@ -45,6 +46,11 @@ from .problems import (
 
 #: Images each method is tried on before the comparison.
 PROBE_IMAGES = 2
+
+#: Images per call of each method: the unit in which torchrun's processes share
+#: the images and in which the random draws are made, so that the results do not
+#: depend on the number of processes.
+BATCH_IMAGES = 8
 
 
 @dataclass
@@ -206,8 +212,11 @@ def run_comparison(
     settings: Settings,
     specs: Sequence[MethodSpec],
     required: bool = False,
-) -> Outcome:
-    """Builds and probes the methods, then compares them on the problem."""
+) -> Outcome | None:
+    """Builds and probes the methods, then compares them on the problem.
+
+    Under ``torchrun`` every process calls it and shares the images; rank 0
+    returns the outcome, the others ``None``."""
     start = time.perf_counter()
     say(work_estimate(problem, settings, specs))
     methods, skipped = build_methods(problem, settings, specs, required)
@@ -219,15 +228,19 @@ def run_comparison(
         methods,
         patch_size=problem.patch_size(settings),
         generator=torch.Generator().manual_seed(settings.seed),
+        batch_size=BATCH_IMAGES,
         internal_batch_size=problem.internal_batch_size(settings),
         show_progress=settings.show_progress,
     )
+    if result is None:  # not rank 0 under torchrun: rank 0 reports
+        return None
     return Outcome(problem, result, skipped, time.perf_counter() - start)
 
 
 def say(line: str) -> None:
-    """A line of progress on stderr."""
-    print(line, file=sys.stderr, flush=True)
+    """A line of progress on stderr (from rank 0 alone under ``torchrun``)."""
+    if is_main_process():
+        print(line, file=sys.stderr, flush=True)
 
 
 def write_outcome(outcome: Outcome, settings: Settings, out: Path) -> None:
@@ -270,7 +283,9 @@ def run_demo(
 
     With one variant the results go to ``out``; with several, each to
     ``out/<variant>`` and a summary of all to ``out``.  ``threads``: torch
-    threads (the tiny model runs fastest on one); ``None`` measures.
+    threads (the tiny model runs fastest on one); ``None`` measures.  Under
+    ``torchrun`` every process trains the same model and rank 0 alone writes and
+    returns the outcomes (the others an empty list).
     """
     folder = output_folder(out)
     scale = DEMO_SCALES["quick" if quick else "full"]
@@ -281,14 +296,18 @@ def run_demo(
         n_baselines=scale.n_baselines,
         n_samples=scale.n_samples,
         seed=seed,
-        show_progress=show_progress,
+        show_progress=show_progress and is_main_process(),
     )
     outcomes = []
     for name in variants:
         with torch_threads(threads or 1):
             problem = demo_problem(VARIANTS[name], scale, settings)
         with torch_threads(choose_threads(problem.model, problem.images, threads)):
-            outcomes.append(_demo_variant(problem, settings, folder, len(variants)))
+            outcome = _demo_variant(problem, settings, folder, len(variants))
+        if outcome is not None:
+            outcomes.append(outcome)
+    if not is_main_process():
+        return outcomes
     if len(variants) > 1:
         report.write_summary(folder, outcomes)
     print(f"\nwritten to {folder}")
@@ -297,11 +316,13 @@ def run_demo(
 
 def _demo_variant(
     problem: Problem, settings: Settings, folder: Path, n_variants: int
-) -> Outcome:
+) -> Outcome | None:
     if problem.layer is not None:
         layer = problem.layer
         say(f"layer methods explain layer {layer.name!r}: {layer.reason}")
     outcome = run_comparison(problem, settings, list(METHODS.values()))
+    if outcome is None:
+        return None
     variant = problem.facts["variant"]
     write_outcome(outcome, settings, folder / variant if n_variants > 1 else folder)
     accuracy = problem.facts["test_accuracy"]
@@ -327,13 +348,15 @@ def run_compare(
     n_images: int | None = None,
     settings: Settings | None = None,
     threads: int | None = None,
-) -> Outcome:
+) -> Outcome | None:
     """``captum-baselines compare``: the comparison on the user's model and images.
 
     Arguments are the command line's options (see ``captum-baselines compare
     --help``; ``threads=None`` is ``--threads auto``).  Everything is checked
     (model, images, targets, layer) before any attribution; the model runs in
-    eval mode and its flags are restored, and so are torch's threads.
+    eval mode and its flags are restored, and so are torch's threads.  Under
+    ``torchrun`` rank 0 alone writes and returns the outcome (the others
+    ``None``).
     """
     folder = output_folder(out)
     settings = settings or Settings()
@@ -391,13 +414,17 @@ def run_compare(
             outcome = run_comparison(
                 problem, settings, specs, required=methods is not None
             )
-            write_outcome(outcome, settings, folder)
+            if outcome is not None:
+                write_outcome(outcome, settings, folder)
+    if outcome is None:
+        return None
     _print_table(outcome, problem.title)
     print(f"\nwritten to {folder}")
     return outcome
 
 
 __all__ = [
+    "BATCH_IMAGES",
     "MAX_THREADS",
     "PROBE_IMAGES",
     "Outcome",
