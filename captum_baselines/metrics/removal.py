@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Literal, Union
 
 import torch
@@ -301,12 +302,10 @@ def removal_curve(
             e_block = examples[first : first + block].to(inputs.device)
             s_block = row_steps[first : first + block].to(inputs.device)
             removed = mask_for(e_block, s_block)[:, None, :]
-            ablated = replace(e_block, removed)
+            ablated = replace(e_block, removed).reshape(-1, *inputs.shape[1:])
             values = forward_rows(
                 scores,
-                lambda rows, rows_of=ablated: (
-                    rows_of[rows].reshape(-1, *inputs.shape[1:]),
-                ),
+                partial(_rows, ablated),
                 e_block.cpu(),
                 n,
                 target,
@@ -323,6 +322,10 @@ def removal_curve(
             )
         curve = curve / reference[:, None]
     return curve
+
+
+def _rows(points: Tensor, rows: slice) -> tuple[Tensor, ...]:
+    return (points[rows],)
 
 
 def imputation_rows(fill: Fill, inputs: Tensor) -> int | None:
