@@ -26,7 +26,9 @@ _SUBMODULES = (
 #: Public name -> the submodule that defines it.
 _NAMES = {
     "AdaptiveIntegratedGradients": "attr",
+    "BlurIntegratedGradients": "attr",
     "ExpectedGradients": "attr",
+    "GuidedIntegratedGradients": "attr",
     "LayerRSIGradCam": "attr",
     "PatternAttribution": "attr",
     "PatternGuidedIntegratedGradients": "attr",
@@ -48,7 +50,9 @@ if TYPE_CHECKING:
     )
     from .attr import (
         AdaptiveIntegratedGradients,
+        BlurIntegratedGradients,
         ExpectedGradients,
+        GuidedIntegratedGradients,
         LayerRSIGradCam,
         PatternAttribution,
         PatternGuidedIntegratedGradients,
@@ -73,7 +77,9 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AdaptiveIntegratedGradients",
+    "BlurIntegratedGradients",
     "ExpectedGradients",
+    "GuidedIntegratedGradients",
     "LayerRSIGradCam",
     "PatternAttribution",
     "PatternGuidedIntegratedGradients",

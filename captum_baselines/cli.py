@@ -93,6 +93,14 @@ def _add_common(parser: argparse.ArgumentParser, threads: str | int, why: str) -
         metavar="N|auto",
         help=f"torch CPU threads: {why}",
     )
+    parser.add_argument(
+        "--dist-timeout",
+        type=_positive_int,
+        default=1800,
+        metavar="SECONDS",
+        help="under torchrun: how long a process waits for the others before "
+        "it stops with an error (they meet before and after the attributions)",
+    )
 
 
 def _method_list() -> str:
@@ -272,7 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         The exit status: 0 on success, 2 for a bad argument (with a message on
-        stderr naming the option).
+        stderr naming the option), 1 when another process of a ``torchrun``
+        launch failed.
     """
     parser = build_parser()
     try:
@@ -280,10 +289,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 2
     try:
-        args.run(args)
+        return _run_in_process_group(args)
     except OptionError as error:
         print(f"{PROG} {args.command}: error: {error}", file=sys.stderr)
         return 2
+
+
+def _run_in_process_group(args: argparse.Namespace) -> int:
+    """Runs the command, inside the process group when started by ``torchrun``
+    (every process runs it; rank 0 writes); 1 when another process failed."""
+    from .distributed import DistributedError, process_group_from_environment
+
+    try:
+        with process_group_from_environment(args.dist_timeout):
+            args.run(args)
+    except DistributedError as error:
+        print(f"{PROG} {args.command}: error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

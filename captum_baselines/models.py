@@ -142,8 +142,9 @@ def train_digits_cnn(
 def pretrained_digits_cnn(
     variant: Variant = "inverted", size: int = 8, seed: int = 0
 ) -> tuple[DigitsCNN, float]:
-    """A :class:`DigitsCNN` trained on :func:`~captum_baselines.datasets.
-    load_digits_images` (same ``variant`` and ``size``), and its test accuracy."""
+    """A :class:`DigitsCNN` trained on
+    :func:`~captum_baselines.datasets.load_digits_images` (same ``variant`` and
+    ``size``), and its test accuracy."""
     from .datasets import load_digits_images
 
     return train_digits_cnn(load_digits_images(variant, size), seed=seed)

@@ -87,8 +87,11 @@ def test_max_distance_attains_the_maximum_l1_distance(per_channel):
 
 @pytest.mark.parametrize("mode", ["reflect", "mirror", "nearest", "wrap", "constant"])
 @pytest.mark.parametrize("sigma", [0.7, 3.0, 20.0])
-def test_blur_matches_scipy_gaussian_filter(mode, sigma):
-    x = _images(2, 3, 32, 32)
+@pytest.mark.parametrize("width", [32, 300], ids=["matrix", "convolution"])
+def test_blur_matches_scipy_gaussian_filter(mode, sigma, width):
+    # a narrow kernel along a long axis (sigma <= 3, width 300) is convolved;
+    # every other axis is multiplied by the blur's matrix
+    x = _images(2, 3, 32, width)
     expected = gaussian_filter(x.numpy(), (0, 0, sigma, sigma), mode=mode)
     torch.testing.assert_close(
         B.blur(x, sigma, mode=mode), torch.from_numpy(expected), atol=1e-12, rtol=0

@@ -20,6 +20,7 @@ from captum_baselines.metrics.compare import (
     HIGHER_IS_BETTER,
     ComparisonResult,
     MethodResult,
+    batch_generator,
     compare_attributions,
 )
 from captum_baselines.metrics.degradation import degradation_curve
@@ -72,11 +73,26 @@ def test_table_and_curves_agree_with_direct_calls():
     top_k = ablation_curve(model, x, ig_attr, target)
     mass = ablation_curve(model, x, ig_attr, target, order="mass_center")
     degradation = degradation_curve(model, x, ig_attr, target, 4, None)
-    # the ROAD noise is drawn from `generator` in the order the curves run
-    g = torch.Generator().manual_seed(0)
-    road_morf = ablation_curve(model, x, ig_attr, target, fill="road", generator=g)
+    # the ROAD noise of each curve and batch comes from a generator of its own,
+    # seeded from one draw of `generator`
+    seed = int(torch.randint(2**62, (1,), generator=torch.Generator().manual_seed(0)))
+    assert result.seed == seed
+    road_morf = ablation_curve(
+        model,
+        x,
+        ig_attr,
+        target,
+        fill="road",
+        generator=batch_generator(seed, "curve road_morf", 0),
+    )
     road_lerf = ablation_curve(
-        model, x, ig_attr, target, fill="road", direction="lerf", generator=g
+        model,
+        x,
+        ig_attr,
+        target,
+        fill="road",
+        direction="lerf",
+        generator=batch_generator(seed, "curve road_lerf", 0),
     )
     torch.testing.assert_close(ig.curves["top_k"], top_k)
     torch.testing.assert_close(ig.curves["mass_center"], mass)

@@ -199,10 +199,10 @@ class Recorder(nn.Module):
 def removed_sets(recorder: Recorder, x: torch.Tensor) -> torch.Tensor:
     """``(N, S, H, W)`` pixels that differ from ``x`` in the ablated batches.
 
-    The first two batches are the target check and the untouched inputs; the
-    ablated rows then come example by example, step by step."""
-    seen = torch.cat(recorder.seen[2:])
+    The first ``N`` rows are the untouched inputs (whose scores also check the
+    target); the ablated rows then come example by example, step by step."""
     n = x.shape[0]
+    seen = torch.cat(recorder.seen)[n:]
     changed = (seen.reshape(n, -1, *x.shape[1:]) != x[:, None]).any(2)
     return changed
 
@@ -287,7 +287,7 @@ def test_degradation_with_road_imputes_the_removed_patches():
     relevance = torch.randn(2, 1, 6, 6, generator=torch.Generator().manual_seed(16))
     recorder = Recorder()
     degradation_curve(recorder, x, relevance, 0, 3, None, fill="road", noise_std=0.0)
-    seen = torch.cat(recorder.seen[2:]).reshape(2, 4, 2, 6, 6)
+    seen = torch.cat(recorder.seen)[2:].reshape(2, 4, 2, 6, 6)
     removed = removed_sets(recorder, x)
     for step in range(3):  # the last step removes every patch
         expected = noisy_linear_imputation(x, removed[:, step], 0.0)

@@ -165,7 +165,7 @@ def test_a_failing_rank_makes_every_rank_raise(ranks):
     assert (
         (out / "raises-0.txt")
         .read_text()
-        .startswith("RuntimeError: fit_patterns failed on rank(s) [1]")
+        .startswith("DistributedError: fit_patterns failed on rank(s) [1]")
     )
 
 
@@ -173,6 +173,6 @@ def test_a_dead_rank_ends_the_other_with_a_clear_error(ranks):
     out, codes, errors, seconds = ranks
     assert codes == [0, 3], errors  # rank 1 died inside its forward pass
     message = (out / "crash-0.txt").read_text()
-    assert message.startswith("RuntimeError: fit_patterns on rank 0: exchanging")
+    assert message.startswith("DistributedError: fit_patterns on rank 0: exchanging")
     assert "another rank probably died" in message
     assert seconds < 120 + TIMEOUT_S

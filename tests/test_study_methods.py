@@ -58,6 +58,12 @@ def test_registry_order_names_and_labels():
         "eg",
         "pgig",
         "rsi-grad-cam",
+        "ig-black-idgi",
+        "ig-blur-idgi",
+        "blur-ig",
+        "blur-ig-idgi",
+        "guided-ig",
+        "guided-ig-idgi",
     ]
     labels = [spec.label for spec in METHODS.values()]
     assert len(set(labels)) == len(labels)

@@ -58,6 +58,7 @@ class AdaptiveResult(NamedTuple):
     """What :func:`adaptive_integrated_gradients` returns."""
 
     attributions: tuple[Tensor, ...]
+    """The attributions, one tensor per input tensor, each shaped like it."""
     delta: Tensor
     """``(N,)`` completeness residual of the estimate kept for each example."""
     n_steps: Tensor

@@ -509,8 +509,10 @@ def expected_gradients_and_smoothgrad(
         forward_func (Callable): The model.
         inputs (Tensor or tuple[Tensor, ...]): The inputs ``x``, batch first.
         sigma (float): Standard deviation of the noise, in input units.
-        target, additional_forward_args, n_samples, internal_batch_size,
-        generator, show_progress: As in :meth:`ExpectedGradients.attribute`.
+        target, additional_forward_args, n_samples: As in
+            :meth:`ExpectedGradients.attribute`.
+        internal_batch_size, generator, show_progress: As in
+            :meth:`ExpectedGradients.attribute`.
         multiply_by_inputs (bool, optional): Global (default) or local variants.
 
     Returns:

@@ -47,6 +47,7 @@ compares with float64).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
@@ -63,6 +64,12 @@ from tqdm.auto import tqdm
 
 from .._hooks import eval_mode, registered_hooks
 from .._validation import check_finite, check_positive_int
+from ..distributed import (
+    agree_across_ranks,
+    collective,
+    collective_device,
+    use_distributed,
+)
 from .pattern_backward import check_patterns
 from .pattern_graph import RELU, Gate, LayerRole, trace_layer_roles
 from .pattern_layers import (
@@ -667,7 +674,7 @@ def accumulate_statistics(
     gradients; it is left as found.  Under ``torch.distributed`` the result is the
     all-reduced statistics of every rank's shard.
     """
-    if not _use_distributed(distributed):
+    if not use_distributed(distributed):
         return _local_statistics(model, data, layers, show_progress, batch_size)
     rank, world = dist.get_rank(), dist.get_world_size()
     statistics: PatternStatistics | None = None
@@ -679,9 +686,13 @@ def accumulate_statistics(
         )
     except Exception as caught:  # every rank must learn of it, or the others hang
         error = caught
-    _agree_across_ranks(statistics, error, rank, world)
+    facts = None
+    if statistics is not None:
+        size = sum(t.numel() for s in statistics.values() for t in s._tensors())
+        facts = {"models or `layers` (the statistics' sizes)": size}
+    agree_across_ranks(WHO, error, facts)
     assert statistics is not None
-    return _all_reduced(statistics, rank, world)
+    return _all_reduced(statistics)
 
 
 def _local_statistics(
@@ -859,21 +870,8 @@ def _length(data: Any, batch_size: int) -> int | None:
 
 # ---------------------------------------------------------------- distributed
 
-
-def _use_distributed(distributed: bool | None) -> bool:
-    initialized = dist.is_available() and dist.is_initialized()
-    if distributed is None:
-        return initialized and dist.get_world_size() > 1
-    if not isinstance(distributed, bool):
-        raise TypeError(
-            f"`distributed` must be None or a bool, got {type(distributed).__name__}"
-        )
-    if distributed and not initialized:
-        raise ValueError(
-            "`distributed=True` needs an initialized torch.distributed process "
-            "group (torch.distributed.init_process_group, e.g. under torchrun)"
-        )
-    return distributed
+#: The name in the errors of a distributed fit.
+WHO = "fit_patterns"
 
 
 def _shard(data: Any, rank: int, world: int) -> Any:
@@ -913,73 +911,11 @@ def _shard(data: Any, rank: int, world: int) -> Any:
     return data
 
 
-def _collective(what: str, rank: int, call: Any) -> None:
-    """Runs a collective, turning a dead or absent peer into a clear error."""
-    try:
-        call()
-    except Exception as error:
-        raise RuntimeError(
-            f"fit_patterns on rank {rank}: {what} failed; another rank probably "
-            "died or is not calling fit_patterns (a rank that is alive but absent "
-            f"ends the wait at the process group's timeout): {error}"
-        ) from error
-
-
-def _collective_device() -> torch.device:
-    if dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
-
-
-def _agree_across_ranks(
-    statistics: PatternStatistics | None,
-    error: BaseException | None,
-    rank: int,
-    world: int,
-) -> None:
-    """Every rank learns whether every rank succeeded, and on what layers.
-
-    Raises the rank's own error where it failed, and on the other ranks an error
-    naming the ranks that failed, instead of leaving them waiting.
-    """
-    shapes = 0.0
-    if statistics is not None:
-        shapes = float(
-            sum(t.numel() for s in statistics.values() for t in s._tensors())
-        )
-    device = _collective_device()
-    mine = torch.tensor(
-        [float(error is not None), shapes], dtype=torch.float64, device=device
-    )
-    everyone = [torch.zeros_like(mine) for _ in range(world)]
-    _collective(
-        "exchanging each rank's status", rank, lambda: dist.all_gather(everyone, mine)
-    )
-    failed = [r for r, status in enumerate(everyone) if status[0] > 0]
-    if error is not None:
-        raise error
-    if failed:
-        raise RuntimeError(
-            f"fit_patterns failed on rank(s) {failed} (see their error); rank "
-            f"{rank} stops too"
-        )
-    sizes = {float(status[1]) for status in everyone}
-    if len(sizes) > 1:
-        raise ValueError(
-            "fit_patterns: the ranks fit statistics of different sizes "
-            f"({sorted(sizes)}); every rank must pass the same model and `layers`"
-        )
-
-
-def _all_reduced(
-    statistics: PatternStatistics, rank: int, world: int
-) -> PatternStatistics:
+def _all_reduced(statistics: PatternStatistics) -> PatternStatistics:
     """The sum of every rank's statistics, centered on rank 0's centers."""
-    device = _collective_device()
+    device = collective_device()
     centers = torch.cat([s.center for s in statistics.values()]).to(device)
-    _collective(
-        "broadcasting rank 0's centers", rank, lambda: dist.broadcast(centers, 0)
-    )
+    collective(WHO, "broadcasting rank 0's centers", lambda: dist.broadcast(centers, 0))
     reduced = {}
     offset = 0
     for name, stats in statistics.items():
@@ -989,10 +925,10 @@ def _all_reduced(
         stats = stats.recentered(center)
         tensors = stats._tensors()
         flat = torch.cat([t.reshape(-1) for t in tensors]).to(device)
-        _collective(
+        collective(
+            WHO,
             f"all-reducing the statistics of `{name}`",
-            rank,
-            lambda flat=flat: dist.all_reduce(flat),
+            functools.partial(dist.all_reduce, flat),
         )
         summed = flat.to(stats.center.device).split([t.numel() for t in tensors])
         reduced[name] = replace(

@@ -33,6 +33,7 @@ import torch
 from captum._utils.typing import TargetType
 from torch import Tensor
 
+from .._engine.forward import check_score
 from .._validation import check_generator, check_nonnegative
 from .intervals import Interval, bootstrap_interval
 from .removal import (
@@ -41,7 +42,6 @@ from .removal import (
     Score,
     check_direction,
     check_fractions,
-    check_score,
     imputation_rows,
     position_scores,
     removal_curve,

@@ -11,6 +11,11 @@ when both ROAD curves are evaluated, the mean ``|delta|`` where the method
 returns one, and the seconds spent attributing.  Methods whose intervals overlap
 are not ranked against each other (:meth:`ComparisonResult.ranking`).
 
+The images are evaluated in batches, each with generators of its own
+(:func:`batch_generator`), so that under ``torch.distributed`` (``torchrun``)
+the ranks can share the batches out and rank 0 can gather a result equal to a
+single process's.
+
 Example::
 
     ig = IntegratedGradients(model)
@@ -26,6 +31,8 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -33,9 +40,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from captum._utils.typing import TargetType
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .._engine.targets import select_target
@@ -43,8 +51,10 @@ from .._validation import (
     check_generator,
     check_nonnegative,
     check_optional_positive_int,
+    check_positive_int,
     check_tensor,
 )
+from ..distributed import agree_across_ranks, digest, gather_to_main, use_distributed
 from .ablation import ablation_curve, area_under_curve, random_attributions
 from .degradation import degradation_curve
 from .intervals import Interval, bootstrap_indices, bootstrap_interval, check_confidence
@@ -100,6 +110,8 @@ class ComparisonResult:
         fractions: x-coordinates of the ``top_k`` / ``mass_center`` / ROAD curves.
         n_patches: Number of patches of the degradation curve (or ``None``).
         confidence: Nominal coverage of the intervals.
+        seed: The number drawn from the comparison's ``generator`` that seeds
+            every batch's generators (:func:`batch_generator`).
     """
 
     methods: dict[str, MethodResult]
@@ -107,6 +119,7 @@ class ComparisonResult:
     fractions: Tensor
     n_patches: int | None
     confidence: float = 0.95
+    seed: int | None = None
 
     @property
     def summary_names(self) -> tuple[str, ...]:
@@ -254,8 +267,27 @@ def compare_attributions(
     additional_forward_args: Any = None,
     show_progress: bool = True,
     progress: bool | None = None,
-) -> ComparisonResult:
+    distributed: bool | None = None,
+) -> ComparisonResult | None:
     r"""Attributes with each named method and scores the attributions.
+
+    The images are processed in batches of ``batch_size``: each method is called
+    on a batch and the batch's curves are evaluated at once.  Every batch draws
+    its randomness (the random control, the ROAD noise, and the methods that take
+    a ``generator`` keyword) from generators of its own, seeded from one number
+    drawn from ``generator``, the batch's index and the use
+    (:func:`batch_generator`), so that an image's results do not depend on which
+    process or in which order its batch is evaluated.
+
+    Under ``torch.distributed`` (``torchrun``), call it on every rank with the
+    same arguments: the batches are shared out across the ranks in contiguous
+    runs, and rank 0 gathers the attributions, curves, deltas and seconds and
+    computes the table, with bootstrap intervals over all images.  The result
+    equals a single-process run with the same ``batch_size`` and ``generator``
+    (the ``seconds``, wall-clock times summed over the ranks, aside).  The ranks
+    first check that they were given the same inputs, targets, model (when it is
+    an ``nn.Module``), methods and settings; a rank that raises makes every other
+    rank raise :class:`~captum_baselines.distributed.DistributedError` naming it.
 
     Args:
         model: The model (any forward function).
@@ -265,7 +297,10 @@ def compare_attributions(
         methods: ``{name: method}``; ``method(inputs, target)`` returns
             attributions shaped like ``inputs`` or ``(N, 1, h, w)`` maps (upsampled
             bilinearly to the input size), or a pair ``(attributions, delta)``
-            with one completeness delta per example.
+            with one completeness delta per example.  A method with a parameter
+            named ``generator`` is called as ``method(inputs, target,
+            generator=g)`` with a fresh ``torch.Generator`` per batch; draw all
+            of its randomness from it.
         curves: Which of :data:`CURVES` to evaluate: ``"top_k"``,
             ``"mass_center"`` (ablation with ``fill``), ``"degradation"``,
             ``"road_morf"`` and ``"road_lerf"`` (ROAD: top-k removal with Noisy
@@ -283,134 +318,423 @@ def compare_attributions(
         score: ``"probability"`` or ``"logit"``, as in :func:`ablation_curve`.
         random_control: Add the random Gaussian attribution control, named
             ``"random"``.
-        generator: Source of randomness of the control and of the ROAD noise.
+        generator: Source of the seed of every batch's generators (one draw);
+            they live on its device.  Default: a generator seeded with 0, so
+            the results repeat.  The ROAD noise of a batch is the same for every
+            method.
         confidence: Nominal coverage of the bootstrap intervals.
         n_resamples: Bootstrap resamples of the images.
         bootstrap_generator: Source of the resampling, shared by every method
             and curve so that they are judged on the same resamples; default:
             a generator seeded with 0, so the intervals repeat.
-        batch_size: Examples per call of each method (``None``: all at once).
+        batch_size: Examples per call of each method (``None``: all at once);
+            the unit of randomness and of sharing out the work, so required
+            under ``torch.distributed``.
         internal_batch_size: Examples per forward pass of the curves.
         additional_forward_args: Passed to ``model`` by the curves (methods
             receive only ``(inputs, target)``: bind extra arguments yourself).
-        show_progress: Show a tqdm bar over methods and curves.
+        show_progress: Show a tqdm bar over methods and batches (on rank 0).
         progress: Deprecated alias of ``show_progress``.
+        distributed: ``None`` shares the work when a ``torch.distributed``
+            process group with more than one rank is initialized; ``False``
+            works alone; ``True`` requires a process group.
 
     Returns:
-        A :class:`ComparisonResult`; ``result.format_table()`` prints it and
+        A :class:`ComparisonResult` (``None`` on ranks other than 0 when the work
+        is shared); ``result.format_table()`` prints it and
         ``result.ranking(curve)`` orders the methods without separating those
         whose intervals overlap.
     """
-    x = single_input("inputs", inputs)
-    if not isinstance(methods, Mapping) or not all(isinstance(k, str) for k in methods):
-        raise TypeError("`methods` must be a mapping from names to callables")
-    for name, method in methods.items():
-        if not callable(method):
-            raise TypeError(f"`methods[{name!r}]` must be callable, got {method!r}")
-    if random_control and RANDOM in methods:
-        raise ValueError(
-            f"`methods` uses the name {RANDOM!r} reserved for the random control; "
-            "rename it or pass random_control=False"
-        )
-    if not methods and not random_control:
-        raise ValueError("`methods` is empty and random_control is False")
-    curve_names = tuple(curves)
-    unknown = [c for c in curve_names if c not in CURVES]
-    if unknown or not curve_names:
-        raise ValueError(f"`curves` must be a non-empty subset of {CURVES}: {unknown}")
-    k = check_fractions(fractions)
-    noise_std = check_nonnegative("noise_std", noise_std)
-    check_generator("generator", generator)
-    confidence = check_confidence(confidence)
-    check_generator("bootstrap_generator", bootstrap_generator)
-    resamples = bootstrap_indices(x.shape[0], n_resamples, bootstrap_generator)
-    batch = check_optional_positive_int("batch_size", batch_size) or x.shape[0]
-    show_progress = resolve_show_progress(show_progress, progress)
+    shared = use_distributed(distributed)
 
-    named: dict[str, AttributionFn] = dict(methods)
-    if random_control:
-        named[RANDOM] = lambda xs, t: random_attributions(xs, generator)
-    batches = _batches(x.shape[0], batch)
-    results: dict[str, MethodResult] = {}
-    total = len(named) * (len(batches) + len(curve_names))
-    with tqdm(total=total, disable=not show_progress, desc="compare") as bar:
-        for name, method in named.items():
-            bar.set_postfix_str(name)
-            pieces, deltas, seconds = [], [], 0.0
-            for rows in batches:
-                start = time.perf_counter()
-                output = method(x[rows], select_target(target, rows))
-                seconds += time.perf_counter() - start
-                attributions, delta = _split_output(name, output, len(rows))
-                pieces.append(_to_input_size(name, attributions, x[rows]))
-                deltas.append(delta)
-                bar.update(1)
-            attributions = torch.cat(pieces)
-            have_delta = [d for d in deltas if d is not None]
-            delta_all = (
-                torch.cat(have_delta) if len(have_delta) == len(deltas) else None
+    def prepare() -> _Comparison:
+        return _Comparison.check(
+            model,
+            inputs,
+            target,
+            methods,
+            curves=curves,
+            fractions=fractions,
+            fill=fill,
+            patch_size=patch_size,
+            n_patches=n_patches,
+            noise_std=noise_std,
+            score=score,
+            random_control=random_control,
+            generator=generator,
+            confidence=confidence,
+            n_resamples=n_resamples,
+            bootstrap_generator=bootstrap_generator,
+            batch_size=batch_size,
+            internal_batch_size=internal_batch_size,
+            additional_forward_args=additional_forward_args,
+            shared=shared,
+        )
+
+    show_progress = resolve_show_progress(show_progress, progress)
+    if not shared:
+        comparison = prepare()
+        batches = range(len(comparison.batches))
+        return comparison.assemble(comparison.evaluate(batches, show_progress))
+    return _compare_on_every_rank(prepare, show_progress)
+
+
+#: The name in the errors of a distributed comparison.
+WHO = "compare_attributions"
+
+
+def _compare_on_every_rank(
+    prepare: Callable[[], _Comparison], show_progress: bool
+) -> ComparisonResult | None:
+    """Shares the batches out, gathers them on rank 0; every rank learns of a
+    failure elsewhere before it would wait for the failed rank."""
+    rank, world = dist.get_rank(), dist.get_world_size()
+    comparison: _Comparison | None = None
+    facts: dict[str, Any] | None = None
+    error: Exception | None = None
+    try:
+        comparison = prepare()
+        facts = comparison.facts()
+    except Exception as caught:  # every rank must learn of it, or the others hang
+        error = caught
+    agree_across_ranks(WHO, error, facts)
+    assert comparison is not None
+    pieces: dict[str, list[_Piece]] = {}
+    try:
+        share = _share(len(comparison.batches), rank, world)
+        pieces = comparison.evaluate(share, show_progress and rank == 0)
+        pieces = {name: [p.to("cpu") for p in ps] for name, ps in pieces.items()}
+    except Exception as caught:
+        error = caught
+    agree_across_ranks(WHO, error)
+    gathered = gather_to_main(WHO, "gathering the curves on rank 0", pieces)
+    if gathered is None:
+        return None
+    every = {
+        name: [
+            p.to(comparison.x.device)
+            for rank_pieces in gathered
+            for p in rank_pieces[name]
+        ]
+        for name in comparison.methods
+    }
+    return comparison.assemble(every)
+
+
+def _share(n_batches: int, rank: int, world: int) -> range:
+    """The contiguous run of batches of ``rank``: sizes differ by at most one."""
+    quotient, remainder = divmod(n_batches, world)
+    start = rank * quotient + min(rank, remainder)
+    return range(start, start + quotient + (rank < remainder))
+
+
+def batch_generator(
+    seed: int, use: str, batch: int, device: torch.device | str = "cpu"
+) -> torch.Generator:
+    """The generator of one use in one batch of :func:`compare_attributions`.
+
+    Seeded with a hash of ``seed`` (the number drawn from the comparison's
+    ``generator``, :attr:`ComparisonResult.seed`), ``use`` (``"method
+    <name>"`` for a method, the random control included, ``"curve <curve>"``
+    for the ROAD noise) and the batch's index, so that the draws of different
+    uses and batches are independent and do not depend on the order in which
+    batches are evaluated.
+    """
+    key = hashlib.blake2b(f"{seed}/{use}/{batch}".encode(), digest_size=8).digest()
+    generator = torch.Generator(device)
+    return generator.manual_seed(int.from_bytes(key, "little") >> 1)
+
+
+@dataclass
+class _Piece:
+    """What one method gave on one batch: attributions, delta, curves, seconds."""
+
+    batch: int
+    attributions: Tensor
+    delta: Tensor | None
+    curves: dict[str, Tensor]
+    seconds: float
+
+    def to(self, device: torch.device | str) -> _Piece:
+        return _Piece(
+            self.batch,
+            self.attributions.to(device),
+            None if self.delta is None else self.delta.to(device),
+            {c: v.to(device) for c, v in self.curves.items()},
+            self.seconds,
+        )
+
+
+@dataclass
+class _Comparison:
+    """A comparison's checked arguments: what to evaluate on which batches."""
+
+    model: Callable[..., Any]
+    x: Tensor
+    target: TargetType
+    methods: dict[str, Callable[..., Any]]
+    takes_generator: dict[str, bool]
+    curve_names: tuple[str, ...]
+    fractions: Tensor
+    fill: Fill
+    patch_size: int
+    n_patches: int | None
+    noise_std: float
+    score: Score
+    confidence: float
+    n_resamples: int
+    bootstrap_generator: torch.Generator | None
+    batches: list[Tensor]
+    batch_size: int
+    internal_batch_size: int | None
+    additional_forward_args: Any
+    seed: int
+    device: torch.device
+
+    @classmethod
+    def check(
+        cls,
+        model: Callable[..., Any],
+        inputs: Tensor,
+        target: TargetType,
+        methods: Mapping[str, AttributionFn],
+        *,
+        curves: Sequence[str],
+        fractions: Any,
+        fill: Fill,
+        patch_size: int,
+        n_patches: int | None,
+        noise_std: float,
+        score: Score,
+        random_control: bool,
+        generator: torch.Generator | None,
+        confidence: float,
+        n_resamples: int,
+        bootstrap_generator: torch.Generator | None,
+        batch_size: int | None,
+        internal_batch_size: int | None,
+        additional_forward_args: Any,
+        shared: bool,
+    ) -> _Comparison:
+        x = single_input("inputs", inputs)
+        if not isinstance(methods, Mapping) or not all(
+            isinstance(k, str) for k in methods
+        ):
+            raise TypeError("`methods` must be a mapping from names to callables")
+        for name, method in methods.items():
+            if not callable(method):
+                raise TypeError(f"`methods[{name!r}]` must be callable, got {method!r}")
+        if random_control and RANDOM in methods:
+            raise ValueError(
+                f"`methods` uses the name {RANDOM!r} reserved for the random "
+                "control; rename it or pass random_control=False"
             )
-            method_curves: dict[str, Tensor] = {}
-            auc: dict[str, Tensor] = {}
-            for curve in curve_names:
-                if curve == "degradation":
-                    values = degradation_curve(
-                        model,
-                        x,
-                        attributions,
-                        target,
-                        patch_size=patch_size,
-                        n_patches=n_patches,
-                        score=score,
-                        additional_forward_args=additional_forward_args,
-                        internal_batch_size=internal_batch_size,
-                    )
-                    auc[curve] = area_under_curve(values)
-                else:
-                    road = curve.startswith("road_")
-                    values = ablation_curve(
-                        model,
-                        x,
-                        attributions,
-                        target,
-                        fractions=k,
-                        fill="road" if road else fill,
-                        order="top_k" if road else curve,  # type: ignore[arg-type]
-                        direction="lerf" if curve == "road_lerf" else "morf",
-                        noise_std=noise_std,
-                        score=score,
-                        additional_forward_args=additional_forward_args,
-                        internal_batch_size=internal_batch_size,
-                        generator=generator,
-                    )
-                    auc[curve] = area_under_curve(values, k)
-                method_curves[curve] = values
-                bar.update(1)
-            if {"road_morf", "road_lerf"} <= set(curve_names):
+        if not methods and not random_control:
+            raise ValueError("`methods` is empty and random_control is False")
+        curve_names = tuple(curves)
+        unknown = [c for c in curve_names if c not in CURVES]
+        if unknown or not curve_names:
+            raise ValueError(
+                f"`curves` must be a non-empty subset of {CURVES}: {unknown}"
+            )
+        check_generator("generator", generator)
+        check_generator("bootstrap_generator", bootstrap_generator)
+        check_positive_int("n_resamples", n_resamples)
+        batch = check_optional_positive_int("batch_size", batch_size)
+        if batch is None and shared:
+            raise ValueError(
+                "`batch_size` must be given under torch.distributed: the batches "
+                "are what the ranks share out, and what the results are the same "
+                "for in a single process"
+            )
+        batch = batch or x.shape[0]
+        if generator is None:
+            generator = torch.Generator().manual_seed(0)
+        seed = int(
+            torch.randint(2**62, (1,), generator=generator, device=generator.device)
+        )
+        named: dict[str, Callable[..., Any]] = dict(methods)
+        if random_control:
+            named[RANDOM] = _random_control
+        return cls(
+            model=model,
+            x=x,
+            target=target,
+            methods=named,
+            takes_generator={n: _takes_generator(m) for n, m in named.items()},
+            curve_names=curve_names,
+            fractions=check_fractions(fractions),
+            fill=fill,
+            patch_size=patch_size,
+            n_patches=n_patches,
+            noise_std=check_nonnegative("noise_std", noise_std),
+            score=score,
+            confidence=check_confidence(confidence),
+            n_resamples=n_resamples,
+            bootstrap_generator=bootstrap_generator,
+            batches=_batches(x.shape[0], batch),
+            batch_size=batch,
+            internal_batch_size=check_optional_positive_int(
+                "internal_batch_size", internal_batch_size
+            ),
+            additional_forward_args=additional_forward_args,
+            seed=seed,
+            device=generator.device,
+        )
+
+    def facts(self) -> dict[str, Any]:
+        """What every rank must agree on: the data as digests, the settings."""
+        facts = {
+            "inputs": digest(self.x),
+            "targets": digest(self.target),
+            "methods": list(self.methods),
+            "curves": self.curve_names,
+            "batch_size": self.batch_size,
+            "generator states": self.seed,
+            "curve settings": (
+                self.fractions.tolist(),
+                self.fill if isinstance(self.fill, str) else None,
+                self.patch_size,
+                self.n_patches,
+                self.noise_std,
+                self.score,
+            ),
+        }
+        if isinstance(self.model, nn.Module):
+            facts["models"] = digest(self.model)
+        return facts
+
+    def evaluate(
+        self, batches: Sequence[int], show_progress: bool
+    ) -> dict[str, list[_Piece]]:
+        """Every method and its curves on the ``batches`` (indices)."""
+        pieces: dict[str, list[_Piece]] = {name: [] for name in self.methods}
+        total = len(self.methods) * len(batches) * (1 + len(self.curve_names))
+        with tqdm(total=total, disable=not show_progress, desc="compare") as bar:
+            for name, method in self.methods.items():
+                bar.set_postfix_str(name)
+                for index in batches:
+                    pieces[name].append(self._evaluate(name, method, index, bar))
+        return pieces
+
+    def _evaluate(
+        self, name: str, method: Callable[..., Any], index: int, bar: Any
+    ) -> _Piece:
+        rows = self.batches[index]
+        x, target = self.x[rows], select_target(self.target, rows)
+        keywords = {}
+        if self.takes_generator[name]:
+            keywords["generator"] = self.generator(f"method {name}", index)
+        start = time.perf_counter()
+        output = method(x, target, **keywords)
+        seconds = time.perf_counter() - start
+        attributions, delta = _split_output(name, output, len(rows))
+        attributions = _to_input_size(name, attributions, x)
+        bar.update(1)
+        curves = {}
+        for curve in self.curve_names:
+            curves[curve] = self._curve(curve, x, attributions, target, index)
+            bar.update(1)
+        return _Piece(index, attributions, delta, curves, seconds)
+
+    def _curve(
+        self, curve: str, x: Tensor, attributions: Tensor, target: Any, index: int
+    ) -> Tensor:
+        if curve == "degradation":
+            return degradation_curve(
+                self.model,
+                x,
+                attributions,
+                target,
+                patch_size=self.patch_size,
+                n_patches=self.n_patches,
+                score=self.score,
+                additional_forward_args=self.additional_forward_args,
+                internal_batch_size=self.internal_batch_size,
+            )
+        road = curve.startswith("road_")
+        return ablation_curve(
+            self.model,
+            x,
+            attributions,
+            target,
+            fractions=self.fractions,
+            fill="road" if road else self.fill,
+            order="top_k" if road else curve,  # type: ignore[arg-type]
+            direction="lerf" if curve == "road_lerf" else "morf",
+            noise_std=self.noise_std,
+            score=self.score,
+            additional_forward_args=self.additional_forward_args,
+            internal_batch_size=self.internal_batch_size,
+            generator=self.generator(f"curve {curve}", index) if road else None,
+        )
+
+    def generator(self, use: str, index: int) -> torch.Generator:
+        return batch_generator(self.seed, use, index, self.device)
+
+    def assemble(self, pieces: Mapping[str, list[_Piece]]) -> ComparisonResult:
+        """The result from every batch's pieces, with intervals over all images."""
+        resamples = bootstrap_indices(
+            self.x.shape[0], self.n_resamples, self.bootstrap_generator
+        )
+        results: dict[str, MethodResult] = {}
+        for name in self.methods:
+            ordered = sorted(pieces[name], key=lambda p: p.batch)
+            assert [p.batch for p in ordered] == list(range(len(self.batches)))
+            deltas = [p.delta for p in ordered]
+            curves = {
+                c: torch.cat([p.curves[c] for p in ordered]) for c in self.curve_names
+            }
+            auc = {
+                c: area_under_curve(v, None if c == "degradation" else self.fractions)
+                for c, v in curves.items()
+            }
+            if {"road_morf", "road_lerf"} <= set(self.curve_names):
                 auc[ROAD_GAP] = auc["road_lerf"] - auc["road_morf"]
             results[name] = MethodResult(
                 name=name,
-                attributions=attributions,
-                curves=method_curves,
+                attributions=torch.cat([p.attributions for p in ordered]),
+                curves=curves,
                 auc=auc,
-                delta=delta_all,
-                seconds=seconds,
+                delta=None if None in deltas else torch.cat(deltas),  # type: ignore[arg-type]
+                seconds=sum(p.seconds for p in ordered),
                 intervals={
-                    summary: bootstrap_interval(areas, confidence, indices=resamples)
+                    summary: bootstrap_interval(
+                        areas, self.confidence, indices=resamples
+                    )
                     for summary, areas in auc.items()
                 },
             )
-    n_degradation = (
-        results[next(iter(results))].curves["degradation"].shape[1] - 1
-        if "degradation" in curve_names
-        else None
-    )
-    return ComparisonResult(
-        methods=results,
-        curve_names=curve_names,
-        fractions=k,
-        n_patches=n_degradation,
-        confidence=confidence,
+        n_degradation = None
+        if "degradation" in self.curve_names:
+            n_degradation = (
+                next(iter(results.values())).curves["degradation"].shape[1] - 1
+            )
+        return ComparisonResult(
+            methods=results,
+            curve_names=self.curve_names,
+            fractions=self.fractions,
+            n_patches=n_degradation,
+            confidence=self.confidence,
+            seed=self.seed,
+        )
+
+
+def _random_control(
+    inputs: Tensor, target: TargetType, generator: torch.Generator
+) -> Tensor:
+    return random_attributions(inputs, generator)
+
+
+def _takes_generator(method: Callable[..., Any]) -> bool:
+    """Whether ``method`` has a parameter named ``generator``, to pass by keyword."""
+    try:
+        parameter = inspect.signature(method).parameters.get("generator")
+    except (TypeError, ValueError):  # no signature to read (some builtins)
+        return False
+    return parameter is not None and parameter.kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
     )
 
 
@@ -464,5 +788,6 @@ __all__ = [
     "ROAD_GAP",
     "ComparisonResult",
     "MethodResult",
+    "batch_generator",
     "compare_attributions",
 ]

@@ -23,13 +23,13 @@ import torch
 from captum._utils.typing import TargetType
 from torch import Tensor
 
+from .._engine.forward import check_score
 from .._validation import check_generator, check_nonnegative, check_positive_int
 from .removal import (
     Direction,
     Fill,
     Score,
     check_direction,
-    check_score,
     imputation_rows,
     position_scores,
     removal_curve,

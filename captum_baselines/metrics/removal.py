@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Literal, Union
 
 import torch
-from captum._utils.common import _run_forward, _select_targets
 from captum._utils.typing import TargetType
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .._engine.targets import check_target, select_additional_args, select_target
+from .._engine.forward import Score, forward_rows, scored
 from .._hooks import eval_mode
 from .._validation import (
     check_finite,
@@ -32,7 +32,6 @@ from .._validation import (
 from .imputation import noisy_linear_imputation
 
 Fill = Union[str, Tensor, Callable[[Tensor], Tensor]]
-Score = Literal["probability", "logit"]
 Direction = Literal["morf", "lerf"]
 
 #: ``replace(examples, removed)`` -> ``(R, C, P)``: the rows of ``examples``
@@ -227,35 +226,6 @@ def fill_values(fill: Fill, inputs: Tensor, blur_sigma: float) -> Tensor:
     return values
 
 
-def output_scores(
-    forward_func: Callable[..., Any],
-    inputs: Tensor,
-    target: TargetType,
-    additional_forward_args: Any,
-    score: Score,
-) -> Tensor:
-    """The score of ``target`` per example: softmax probability or raw output."""
-    out = _run_forward(forward_func, inputs, None, additional_forward_args)
-    if not isinstance(out, Tensor):
-        out = torch.as_tensor(out)
-    n = inputs.shape[0]
-    if score == "probability":
-        if out.dim() < 2 or out.shape[1] < 2:
-            raise ValueError(
-                '`score="probability"` needs class scores of shape (N, classes >= 2), '
-                f'got output shape {tuple(out.shape)}; use score="logit"'
-            )
-        out = torch.softmax(out, dim=1)
-    selected = _select_targets(out, target)
-    return selected.reshape(n, -1).sum(1) if selected.dim() > 0 else selected.expand(n)
-
-
-def check_score(score: Any) -> Score:
-    if score not in ("probability", "logit"):
-        raise ValueError(f'`score` must be "probability" or "logit", got {score!r}')
-    return score  # type: ignore[no-any-return]
-
-
 def check_fractions(fractions: Any) -> Tensor:
     """``fractions`` as a 1-D tensor of values in [0, 1]; default 0, 0.1, ..., 1."""
     if fractions is None:
@@ -274,40 +244,6 @@ def check_fractions(fractions: Any) -> Tensor:
     if not bool(torch.isfinite(f).all()) or bool((f < 0).any() | (f > 1).any()):
         raise ValueError(f"`fractions` must lie in [0, 1], got {f.tolist()}")
     return f
-
-
-def reference_scores(
-    forward_func: Callable[..., Any],
-    inputs: Tensor,
-    target: TargetType,
-    additional_forward_args: Any,
-    score: Score,
-    chunk: int,
-) -> Tensor:
-    """Scores of the untouched inputs; checks ``target`` against the output."""
-    n = inputs.shape[0]
-    with torch.no_grad():
-        first = _run_forward(
-            forward_func,
-            inputs[:1],
-            None,
-            select_additional_args(additional_forward_args, torch.arange(1), n),
-        )
-        if isinstance(first, Tensor):
-            check_target(target, first.expand(n, *first.shape[1:]), n)
-        values = []
-        for start in range(0, n, chunk):
-            rows = torch.arange(start, min(start + chunk, n))
-            values.append(
-                output_scores(
-                    forward_func,
-                    inputs[start : start + chunk],
-                    select_target(target, rows),
-                    select_additional_args(additional_forward_args, rows, n),
-                    score,
-                )
-            )
-    return torch.cat(values).to(inputs.dtype)
 
 
 def removal_curve(
@@ -340,10 +276,18 @@ def removal_curve(
     chunk = check_optional_positive_int("internal_batch_size", internal_batch_size)
     chunk = chunk or n
     block = max(chunk, replace_rows or 0)
+    scores = scored(forward_func, score)
     with eval_mode(forward_func):
-        reference = reference_scores(
-            forward_func, inputs, target, additional_forward_args, score, chunk
-        )
+        # the untouched inputs' scores; checks every target against the output
+        reference = forward_rows(
+            scores,
+            lambda rows: (inputs[rows],),
+            torch.arange(n, device=inputs.device),
+            n,
+            target,
+            additional_forward_args,
+            chunk,
+        ).to(inputs.dtype)
     n_steps = removes_nothing.numel()
     curve = reference[:, None].repeat(1, n_steps)
     steps = torch.nonzero(~removes_nothing.cpu()).flatten()
@@ -358,19 +302,18 @@ def removal_curve(
             e_block = examples[first : first + block].to(inputs.device)
             s_block = row_steps[first : first + block].to(inputs.device)
             removed = mask_for(e_block, s_block)[:, None, :]
-            ablated = replace(e_block, removed)
-            for start in range(0, len(e_block), chunk):
-                e = e_block[start : start + chunk]
-                s = s_block[start : start + chunk]
-                values = output_scores(
-                    forward_func,
-                    ablated[start : start + chunk].reshape(len(e), *inputs.shape[1:]),
-                    select_target(target, e.cpu()),
-                    select_additional_args(additional_forward_args, e.cpu(), n),
-                    score,
-                )
-                curve[e, s] = values.to(curve.dtype)
-                bar.update(len(e))
+            ablated = replace(e_block, removed).reshape(-1, *inputs.shape[1:])
+            values = forward_rows(
+                scores,
+                partial(_rows, ablated),
+                e_block.cpu(),
+                n,
+                target,
+                additional_forward_args,
+                chunk,
+            )
+            curve[e_block, s_block] = values.to(curve.dtype)
+            bar.update(len(e_block))
     if relative:
         if bool((reference == 0).any()):
             raise ValueError(
@@ -379,6 +322,10 @@ def removal_curve(
             )
         curve = curve / reference[:, None]
     return curve
+
+
+def _rows(points: Tensor, rows: slice) -> tuple[Tensor, ...]:
+    return (points[rows],)
 
 
 def imputation_rows(fill: Fill, inputs: Tensor) -> int | None:

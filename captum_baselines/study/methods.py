@@ -6,8 +6,11 @@ callable ``method(inputs, target)`` giving attributions, or ``(attributions,
 delta)`` with one completeness delta per example (what
 :func:`~captum_baselines.metrics.compare_attributions` takes).  The decorator
 records the command-line name, the label in the table and the cost per image;
-the order of registration is the order of the table.  Adding a method is one
-decorated function::
+the order of registration is the order of the table.  A method that draws at
+random takes a ``generator`` keyword: the comparison passes one per batch of
+images (:func:`~captum_baselines.metrics.compare.batch_generator`), so that the
+draws for an image do not depend on how ``torchrun``'s processes share the
+images.  Adding a method is one decorated function::
 
     @register("blur-ig", "Blur IG", passes=steps)
     def blur_ig(problem: Problem, settings: Settings) -> AttributionFn:
@@ -105,7 +108,7 @@ def register(
 
 def method_generator(settings: Settings, name: str) -> torch.Generator:
     """One generator per method, so that a method's draws do not depend on which
-    other methods run."""
+    other methods run; used where the caller passes none (the probe)."""
     import torch
 
     return torch.Generator().manual_seed(settings.seed + zlib.crc32(name.encode()))
@@ -162,21 +165,27 @@ def integrated_gradients(
 
 
 def averaged_integrated_gradients(
-    problem: Problem, settings: Settings, draw: Callable[[Tensor, int], Tensor]
+    problem: Problem,
+    settings: Settings,
+    name: str,
+    draw: Callable[[Tensor, int, torch.Generator], Tensor],
 ) -> AttributionFn:
-    """IG averaged over ``n_baselines`` draws ``(k, *x.shape)`` of a distribution,
-    with the completeness delta against the mean over the draws."""
+    """IG averaged over ``n_baselines`` draws ``draw(x, k, generator)`` of shape
+    ``(k, *x.shape)`` from a distribution, with the completeness delta against
+    the mean over the draws.  The draws come from the ``generator`` the comparison
+    passes per batch, else from :func:`method_generator` of ``name``."""
     from captum.attr import IntegratedGradients
 
     from ..baselines import average_over_baselines
 
     ig = IntegratedGradients(problem.model)
+    own = method_generator(settings, name)
 
-    def method(x: Tensor, target: Any) -> Any:
+    def method(x: Tensor, target: Any, generator: torch.Generator | None = None) -> Any:
         return average_over_baselines(
             ig,
             x,
-            draw(x, settings.n_baselines),
+            draw(x, settings.n_baselines, own if generator is None else generator),
             target=target,
             n_steps=settings.n_steps,
             internal_batch_size=problem.internal_batch_size(settings),
@@ -234,11 +243,11 @@ def ig_uniform(problem: Problem, settings: Settings) -> AttributionFn:
     """IG averaged over uniform noise in the valid range."""
     from ..baselines import uniform
 
-    generator = method_generator(settings, "ig-uniform")
     return averaged_integrated_gradients(
         problem,
         settings,
-        lambda x, k: uniform(x, problem.value_range, n_samples=k, generator=generator),
+        "ig-uniform",
+        lambda x, k, g: uniform(x, problem.value_range, n_samples=k, generator=g),
     )
 
 
@@ -248,11 +257,11 @@ def ig_gaussian(problem: Problem, settings: Settings) -> AttributionFn:
     from ..baselines import gaussian
 
     sigma, vr = problem.gaussian_sigma(), problem.value_range
-    generator = method_generator(settings, "ig-gaussian")
     return averaged_integrated_gradients(
         problem,
         settings,
-        lambda x, k: gaussian(x, sigma, vr, n_samples=k, generator=generator),
+        "ig-gaussian",
+        lambda x, k, g: gaussian(x, sigma, vr, n_samples=k, generator=g),
     )
 
 
@@ -262,11 +271,11 @@ def ig_training(problem: Problem, settings: Settings) -> AttributionFn:
     from ..baselines import from_data
 
     data = problem.reference_data
-    generator = method_generator(settings, "ig-training")
     return averaged_integrated_gradients(
         problem,
         settings,
-        lambda x, k: from_data(data, x, n_samples=k, generator=generator),
+        "ig-training",
+        lambda x, k, g: from_data(data, x, n_samples=k, generator=g),
     )
 
 
@@ -276,16 +285,16 @@ def expected_gradients(problem: Problem, settings: Settings) -> AttributionFn:
     from ..attr.expected_gradients import ExpectedGradients
 
     eg = ExpectedGradients(problem.model)
-    generator = method_generator(settings, "eg")
+    own = method_generator(settings, "eg")
 
-    def method(x: Tensor, target: Any) -> Any:
+    def method(x: Tensor, target: Any, generator: torch.Generator | None = None) -> Any:
         return eg.attribute(
             x,
             baselines=problem.reference_data,
             target=target,
             n_samples=settings.n_samples,
             internal_batch_size=problem.internal_batch_size(settings),
-            generator=generator,
+            generator=own if generator is None else generator,
             return_convergence_delta=True,
         )
 
@@ -302,7 +311,11 @@ def pattern_guided_integrated_gradients(
     from ..attr.pgig import PatternGuidedIntegratedGradients
     from ..baselines import black
 
-    patterns = fit_patterns(problem.model, problem.reference_data, show_progress=False)
+    # Every rank fits on all the data (not the distributed fit, whose sums
+    # round differently), so that the table equals a single-process run's.
+    patterns = fit_patterns(
+        problem.model, problem.reference_data, show_progress=False, distributed=False
+    )
     pgig = PatternGuidedIntegratedGradients(problem.model, patterns)
     return attribute_with(
         pgig,
@@ -347,6 +360,102 @@ def rsi_grad_cam(problem: Problem, settings: Settings) -> AttributionFn:
         return optimized[key].expand_as(x)
 
     return attribute_with(rsi, problem, settings, delta=True, baselines=baseline)
+
+
+# ----------------------------------------------------------------------------
+# Path methods that answer the baseline question differently, and IDGI
+
+
+def quadrature_ig_with_idgi(
+    problem: Problem, settings: Settings, baseline: Callable[[Tensor], Tensor]
+) -> AttributionFn:
+    """The package's IG from one baseline, its rows weighted as IDGI does."""
+    from ..attr import QuadratureIntegratedGradients
+
+    ig = QuadratureIntegratedGradients(problem.model)
+    return attribute_with(
+        ig, problem, settings, delta=True, baselines=baseline, idgi=True
+    )
+
+
+def blur_integrated_gradients(
+    problem: Problem, settings: Settings, idgi: bool
+) -> AttributionFn:
+    """Blur IG from the image blurred at the paper's 50 px per 224 px of side,
+    black beyond the border."""
+    from ..attr import BlurIntegratedGradients
+
+    blur_ig = BlurIntegratedGradients(problem.model)
+    return attribute_with(
+        blur_ig,
+        problem,
+        settings,
+        delta=True,
+        max_sigma=max(1.0, problem.side * 50 / 224),
+        value_range=problem.value_range,
+        idgi=idgi,
+    )
+
+
+def guided_integrated_gradients(
+    problem: Problem, settings: Settings, idgi: bool
+) -> AttributionFn:
+    """Guided IG from black with the paper's fraction 0.25 and max_dist 0.02."""
+    from ..attr import GuidedIntegratedGradients
+    from ..baselines import black
+
+    guided = GuidedIntegratedGradients(problem.model)
+    return attribute_with(
+        guided,
+        problem,
+        settings,
+        delta=True,
+        baselines=lambda x: black(x, problem.value_range),
+        idgi=idgi,
+    )
+
+
+@register("ig-black-idgi", "IG black + IDGI", passes=steps)
+def ig_black_idgi(problem: Problem, settings: Settings) -> AttributionFn:
+    """IG from black, each step weighted as IDGI does (Yang et al. 2023)."""
+    from ..baselines import black
+
+    return quadrature_ig_with_idgi(
+        problem, settings, lambda x: black(x, problem.value_range)
+    )
+
+
+@register("ig-blur-idgi", "IG blur + IDGI", passes=steps)
+def ig_blur_idgi(problem: Problem, settings: Settings) -> AttributionFn:
+    """IG from the blurred image, each step weighted as IDGI does."""
+    from ..baselines import blur
+
+    sigma = problem.blur_sigma(settings)
+    return quadrature_ig_with_idgi(problem, settings, lambda x: blur(x, sigma))
+
+
+@register("blur-ig", "Blur IG", passes=steps)
+def blur_ig(problem: Problem, settings: Settings) -> AttributionFn:
+    """Blur IG (Xu et al. 2020): the path through ever lighter blurs, no baseline."""
+    return blur_integrated_gradients(problem, settings, idgi=False)
+
+
+@register("blur-ig-idgi", "Blur IG + IDGI", passes=steps)
+def blur_ig_idgi(problem: Problem, settings: Settings) -> AttributionFn:
+    """Blur IG with IDGI's weighting."""
+    return blur_integrated_gradients(problem, settings, idgi=True)
+
+
+@register("guided-ig", "Guided IG black", passes=steps)
+def guided_ig(problem: Problem, settings: Settings) -> AttributionFn:
+    """Guided IG (Kapishnikov et al. 2021): a path adapted to the gradients."""
+    return guided_integrated_gradients(problem, settings, idgi=False)
+
+
+@register("guided-ig-idgi", "Guided IG black + IDGI", passes=steps)
+def guided_ig_idgi(problem: Problem, settings: Settings) -> AttributionFn:
+    """Guided IG with IDGI's weighting."""
+    return guided_integrated_gradients(problem, settings, idgi=True)
 
 
 __all__ = [

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from .._hooks import eval_mode
+from ..distributed import is_main_process
 from ..metrics.compare import CURVES, ComparisonResult, compare_attributions
 from . import figures, report
 from .errors import OptionError
@@ -46,6 +47,11 @@ from .problems import (
 
 #: Images each method is tried on before the comparison.
 PROBE_IMAGES = 2
+
+#: Images per call of each method: the unit in which torchrun's processes share
+#: the images and in which the random draws are made, so that the results do not
+#: depend on the number of processes.
+BATCH_IMAGES = 8
 
 
 @dataclass
@@ -210,10 +216,13 @@ def run_comparison(
     settings: Settings,
     specs: Sequence[MethodSpec],
     required: bool = False,
-) -> Outcome:
+) -> Outcome | None:
     """Builds and probes the methods, then compares them on the problem under
     every curve of :data:`~captum_baselines.metrics.compare.CURVES` (ROAD
-    included)."""
+    included).
+
+    Under ``torchrun`` every process calls it and shares the images; rank 0
+    returns the outcome, the others ``None``."""
     start = time.perf_counter()
     say(work_estimate(problem, settings, specs))
     methods, skipped = build_methods(problem, settings, specs, required)
@@ -229,17 +238,21 @@ def run_comparison(
         patch_size=problem.patch_size(settings),
         noise_std=problem.road_noise_std(settings),
         generator=torch.Generator().manual_seed(settings.seed),
+        batch_size=BATCH_IMAGES,
         internal_batch_size=problem.internal_batch_size(settings),
         show_progress=settings.show_progress,
     )
+    if result is None:  # not rank 0 under torchrun: rank 0 reports
+        return None
     end = time.perf_counter()
     attributing = sum(r.seconds for r in result.methods.values())
     return Outcome(problem, result, skipped, end - start, end - compared - attributing)
 
 
 def say(line: str) -> None:
-    """A line of progress on stderr."""
-    print(line, file=sys.stderr, flush=True)
+    """A line of progress on stderr (from rank 0 alone under ``torchrun``)."""
+    if is_main_process():
+        print(line, file=sys.stderr, flush=True)
 
 
 def write_outcome(outcome: Outcome, settings: Settings, out: Path) -> report.Reading:
@@ -290,6 +303,8 @@ def run_demo(
     With one variant the results go to ``out``; with several, each to
     ``out/<variant>`` and a summary of all to ``out``.  ``threads``: torch
     threads (the tiny digits model runs fastest on one); ``None`` measures.
+    Under ``torchrun`` every process builds the same problem and rank 0 alone
+    writes and returns the outcomes (the others an empty list).
     """
     folder = output_folder(out)
     unknown = [v for v in variants if v not in VARIANTS and v != PHOTOS_VARIANT.name]
@@ -302,9 +317,12 @@ def run_demo(
                 name, quick, n_images, seed, show_progress
             )
         with torch_threads(choose_threads(problem.model, problem.images, threads)):
-            outcome, reading = _demo_variant(problem, settings, folder, len(variants))
-        outcomes.append(outcome)
-        readings.append(reading)
+            written = _demo_variant(problem, settings, folder, len(variants))
+        if written is not None:
+            outcomes.append(written[0])
+            readings.append(written[1])
+    if not is_main_process():
+        return outcomes
     if len(variants) > 1:
         report.write_summary(folder, outcomes, readings)
     print(f"\nwritten to {folder}")
@@ -314,7 +332,9 @@ def run_demo(
 def demo_problem_and_settings(
     variant: str, quick: bool, n_images: int | None, seed: int, show_progress: bool
 ) -> tuple[Problem, Settings]:
-    """The problem and settings of one demo variant at its full or quick scale."""
+    """The problem and settings of one demo variant at its full or quick scale
+    (the progress bars on rank 0 alone under ``torchrun``)."""
+    show_progress = show_progress and is_main_process()
     if variant == PHOTOS_VARIANT.name:
         photo_scale = PHOTO_SCALES["quick" if quick else "full"]
         if n_images is not None:
@@ -336,11 +356,13 @@ def demo_problem_and_settings(
 
 def _demo_variant(
     problem: Problem, settings: Settings, folder: Path, n_variants: int
-) -> tuple[Outcome, report.Reading]:
+) -> tuple[Outcome, report.Reading] | None:
     if problem.layer is not None:
         layer = problem.layer
         say(f"layer methods explain layer {layer.name!r}: {layer.reason}")
     outcome = run_comparison(problem, settings, list(METHODS.values()))
+    if outcome is None:
+        return None
     variant = problem.facts["variant"]
     reading = write_outcome(
         outcome, settings, folder / variant if n_variants > 1 else folder
@@ -371,13 +393,15 @@ def run_compare(
     n_images: int | None = None,
     settings: Settings | None = None,
     threads: int | None = None,
-) -> Outcome:
+) -> Outcome | None:
     """``captum-baselines compare``: the comparison on the user's model and images.
 
     Arguments are the command line's options (see ``captum-baselines compare
     --help``; ``threads=None`` is ``--threads auto``).  Everything is checked
     (model, images, targets, layer) before any attribution; the model runs in
-    eval mode and its flags are restored, and so are torch's threads.
+    eval mode and its flags are restored, and so are torch's threads.  Under
+    ``torchrun`` rank 0 alone writes and returns the outcome (the others
+    ``None``).
     """
     folder = output_folder(out)
     settings = settings or Settings()
@@ -435,13 +459,17 @@ def run_compare(
             outcome = run_comparison(
                 problem, settings, specs, required=methods is not None
             )
-            reading = write_outcome(outcome, settings, folder)
+            if outcome is not None:
+                reading = write_outcome(outcome, settings, folder)
+    if outcome is None:
+        return None
     _print_table(outcome, problem.title, reading)
     print(f"\nwritten to {folder}")
     return outcome
 
 
 __all__ = [
+    "BATCH_IMAGES",
     "MAX_THREADS",
     "PROBE_IMAGES",
     "Outcome",
