@@ -143,7 +143,7 @@ def test_demo_quick_writes_the_report_and_figures(demo_run):
             assert low <= mean <= high, (method, column)
             assert math.isfinite(mean) and -1.5 <= mean <= 1.5, (method, column)
         gap = float(row["auc_road_lerf"]) - float(row["auc_road_morf"])
-        assert math.isclose(float(row["road_gap"]), gap, abs_tol=1e-9)
+        assert math.isclose(float(row["road_gap"]), gap, abs_tol=1e-6)  # float32 means
     document = json.loads((out / "results.json").read_text())
     assert document["variant"] == "inverted" and document["n_images"] == 12
     assert document["skipped"] == {}

@@ -249,11 +249,11 @@ def test_plot_comparison():
         {"input": lambda xs, t: xs},
         curves=("top_k", "degradation"),
         patch_size=4,
-        progress=False,
+        show_progress=False,
     )
     fig = plot_comparison(result, "degradation")
     ax = fig.axes[0]
-    assert ax.get_title() == "Degradation"
+    assert ax.get_title() == "Degradation: lower AUC is better"
     assert ax.get_xlabel() == "fraction of patches replaced (most relevant first)"
     assert ax.get_ylabel() == "class probability, relative to the intact input"
     lines = ax.get_lines()
