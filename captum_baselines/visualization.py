@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 Sign = Literal["absolute", "signed"]
 
 #: Line colours: matplotlib's ten without its grey (so that no method looks like
-#: the control, black and dashed), then six darker or brighter hues unlike them,
-#: so that up to 15 methods get 15 colours.
+#: the control, black and dashed), then seven darker or brighter hues unlike
+#: them, so that up to 16 methods (the demo's) get 16 colours.
 COLORS = (
     "#1f77b4",
     "#ff7f0e",
@@ -57,10 +57,11 @@ COLORS = (
     "#f032e6",
     "#808000",
     "#911eb4",
+    "#9a6324",
 )
-#: Line styles, cycled alongside the colours: 15 colours x 4 styles (coprime
-#: counts) give 60 lines that differ in colour and style from each other and
-#: from their neighbours.
+#: Line styles, cycled alongside the colours and shifted by one at each turn of
+#: the colours: 16 colours x 4 styles give 64 lines that differ in colour or
+#: style from each other, and in both from their neighbours.
 LINESTYLES = ("-", "--", "-.", ":")
 CONTROL_STYLE: dict[str, Any] = {"color": "black", "linestyle": "--", "linewidth": 1.6}
 _MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*")
@@ -93,13 +94,14 @@ def curve_title(curve: str) -> str:
 
 
 def line_styles(n: int) -> list[dict[str, Any]]:
-    """``n`` line styles (``color``, ``linestyle``, and a ``marker`` past 60), no
+    """``n`` line styles (``color``, ``linestyle``, and a ``marker`` past 64), no
     two alike."""
     styles = []
     for i in range(n):
         style: dict[str, Any] = {
             "color": COLORS[i % len(COLORS)],
-            "linestyle": LINESTYLES[i % len(LINESTYLES)],
+            # Shifted at each turn of the colours: 16 is a multiple of 4.
+            "linestyle": LINESTYLES[(i + i // len(COLORS)) % len(LINESTYLES)],
         }
         cycle = len(COLORS) * len(LINESTYLES)
         if i >= cycle:
@@ -702,7 +704,8 @@ def plot_intervals(
     columns = min(check_positive_int("columns", columns), len(names))
     methods = list(result.methods)
     n_rows = -(-len(names) // columns)
-    panel_h = 0.5 + 0.16 * len(methods)
+    # Room for the two-line title and the axis label, then a row per method.
+    panel_h = 1.0 + 0.16 * len(methods)
     fig, axes = _pyplot().subplots(
         n_rows,
         columns,

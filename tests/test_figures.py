@@ -18,6 +18,7 @@ from matplotlib.transforms import Bbox  # noqa: E402
 from torch import nn  # noqa: E402
 
 from captum_baselines.metrics.compare import compare_attributions  # noqa: E402
+from captum_baselines.study.methods import METHODS  # noqa: E402
 from captum_baselines.visualization import (  # noqa: E402
     line_styles,
     plot_attributions,
@@ -46,15 +47,8 @@ NAMES = [
     "RSI-Grad-CAM uniform output",
     "random",
 ]
-#: Sixteen: the five methods of the path branch (Blur IG, Guided IG, IDGI) too.
-MANY = NAMES[:-1] + [
-    "Blur IG",
-    "Guided IG",
-    "IDGI",
-    "Blur IG IDGI",
-    "Guided IG IDGI",
-    "random",
-]
+#: Every registered method of the demo and the random control (17 lines).
+MANY = [spec.label for spec in METHODS.values()] + ["random"]
 
 
 @pytest.fixture(autouse=True)
@@ -137,7 +131,7 @@ FIGURES: dict[str, Callable[[], Figure]] = {
     "plot_curves": _curves,
     "plot_comparison": _comparison,
     "plot_comparison (16 lines)": lambda: plot_comparison(_road_result(), "road_lerf"),
-    "plot_curves (16 lines)": lambda: _curves(MANY),
+    "plot_curves (every method)": lambda: _curves(MANY),
     "plot_intervals": _intervals,
     "plot_attributions": _attributions,
     "plot_baselines": _baselines,
@@ -212,9 +206,9 @@ def test_curve_lines_are_distinct_and_the_control_is_black():
 
 
 def test_line_styles_are_unique_far_beyond_the_demo():
-    styles = line_styles(60)
+    styles = line_styles(80)
     looks = [(s["color"], s["linestyle"], s.get("marker")) for s in styles]
-    assert len(set(looks)) == 60
+    assert len(set(looks)) == 80
     # neighbours differ in both colour and style
     for a, b in zip(styles, styles[1:]):
         assert a["color"] != b["color"] and a["linestyle"] != b["linestyle"]
@@ -253,10 +247,15 @@ def test_curve_titles_say_which_way_is_better():
     )
 
 
-def test_sixteen_methods_get_sixteen_colours():
+def test_every_registered_method_gets_its_own_colour():
+    assert len(MANY) >= 17
     ax = _curves(MANY).axes[0]
     colours = [to_rgb(line.get_color()) for line in ax.get_lines()]
     assert len(set(colours)) == len(MANY)
+    # and in the small multiples, where the colour alone tells the rows apart
+    ax = plot_intervals(_road_result(MANY)).axes[0]
+    dots = [line for line in ax.get_lines() if len(line.get_xdata()) == 1]
+    assert len({to_rgb(line.get_color()) for line in dots}) == len(MANY)
 
 
 def test_study_figures_are_written_at_print_resolution(tmp_path):
@@ -295,7 +294,7 @@ def test_many_methods_split_the_attribution_maps_into_page_wide_figures(tmp_path
     from captum_baselines.study.runner import Outcome
 
     assert [len(g) for g in method_groups(NAMES)] == [6, 5]
-    assert [len(g) for g in method_groups(MANY)] == [6, 5, 5]
+    assert [len(g) for g in method_groups(MANY)] == [6, 6, 5]
     assert sum(method_groups(MANY), []) == MANY
     assert method_groups(["a"]) == [["a"]]
     assert attribution_figure_names(16) == [
