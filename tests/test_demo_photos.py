@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import sys
 
 import pytest
@@ -130,3 +131,77 @@ def test_the_photo_demo_runs_end_to_end_at_tiny_settings(photos_extra, tmp_path)
     assert "Loaded pretrained weights" not in printed.getvalue()  # stdout: results
     for name in ("baselines.png", "attributions.png", "intervals.png"):
         assert (out / name).stat().st_size > 0
+
+
+def test_the_photo_variant_runs_on_a_tiny_stand_in(tmp_path, monkeypatch):
+    """The plumbing of ``--variant photos`` (scale, normalization, predictions,
+    reference views, layer, report and figures) without the extra: a small CNN
+    stands in for EfficientNet-Lite0 and random pixels for the photos."""
+    from captum_baselines import datasets
+    from captum_baselines.study import photos
+    from tests.helpers import small_cnn
+
+    pixels = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    tiny = photos.PhotoScale(
+        n_images=2,
+        size=16,
+        n_steps=2,
+        n_baselines=2,
+        n_samples=2,
+        patch_size=8,
+        uniform_output_iterations=2,
+        n_fractions=3,
+        short_side=20,
+    )
+    monkeypatch.setitem(photos.PHOTO_SCALES, "quick", tiny)
+    monkeypatch.setattr(photos, "photo_model", lambda: small_cnn(n_classes=5))
+    monkeypatch.setattr(datasets, "imagenet_categories", lambda: None)
+    monkeypatch.setattr(
+        datasets, "load_photos", lambda names, size: pixels[: len(names)]
+    )
+    monkeypatch.setattr(
+        datasets,
+        "photo_crops",
+        lambda names, size, short_side: pixels[: len(names)].repeat(10, 1, 1, 1),
+    )
+    out = tmp_path / "photos"
+    argv = ["demo", "--variant", "photos", "--quick", "--out", str(out)]
+    printed, errors = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(errors):
+        status = main([*argv, "--no-progress", "--threads", "1"])
+    assert status == 0, errors.getvalue()
+    document = json.loads((out / "results.json").read_text())
+    assert document["variant"] == "photos" and document["skipped"] == {}
+    assert document["image_shape"] == [3, 16, 16] and document["n_images"] == 2
+    labels = [spec.label for spec in METHODS.values()]
+    assert [m["method"] for m in document["methods"]] == [*labels, "random"]
+    # every method is evaluated under the mean fill and under ROAD, with intervals
+    for row in document["methods"]:
+        for column in ("auc_top_k", "auc_road_morf", "auc_road_lerf", "road_gap"):
+            assert row[f"{column}_low"] <= row[column] <= row[f"{column}_high"]
+    # photos normalized with mean and std 0.5: the valid range is [-1, 1]
+    settings = document["settings"]
+    assert settings["n_steps"] == 2 and settings["uniform_output_iterations"] == 2
+    assert settings["fractions"] == [0.0, 0.5, 1.0]
+    assert math.isclose(settings["road_noise_std"], 0.02)
+    names = [p["photo"] for p in document["predictions"]]
+    assert names == list(PHOTOS[:2])
+    assert [p["label"] for p in document["predictions"]] == [
+        f"class {p['class']}" for p in document["predictions"]
+    ]
+    assert document["reading"]["layer"]["map_size"] == [8, 8]
+    assert document["reading"]["pattern_samples"]["8"]["samples"] == 20
+    report = (out / "results.md").read_text()
+    assert "Settings chosen to fit the whole run in 10 minutes" in report
+    assert "20 views of the same photos" in report
+    assert "## Rankings" in report and "ROAD MoRF" in report
+    from captum_baselines.study.figures import attribution_figure_names
+
+    for name in (
+        "baselines.png",
+        *attribution_figure_names(len(labels) + 1),
+        "curves_road_morf.png",
+        "curves_road_lerf.png",
+        "intervals.png",
+    ):
+        assert (out / name).stat().st_size > 0, name
