@@ -659,8 +659,10 @@ def plot_comparison(result: Any, curve: str = "top_k", **kwargs: Any) -> Figure:
         else "class logit, relative to the intact input"
     )
     options: dict[str, Any] = {
-        "title": f"{curve_title(curve)}: "
-        f"{'higher' if curve in HIGHER_IS_BETTER else 'lower'} AUC is better",
+        # The direction on a line of its own: one line of both runs into the
+        # legend on the right.
+        "title": f"{curve_title(curve)}\n"
+        f"({'higher' if curve in HIGHER_IS_BETTER else 'lower'} AUC is better)",
         "xlabel": CURVE_XLABELS.get(curve, "fraction removed"),
         "ylabel": ylabel,
         **kwargs,

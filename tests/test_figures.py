@@ -130,7 +130,9 @@ def _completeness() -> Figure:
 FIGURES: dict[str, Callable[[], Figure]] = {
     "plot_curves": _curves,
     "plot_comparison": _comparison,
-    "plot_comparison (16 lines)": lambda: plot_comparison(_road_result(), "road_lerf"),
+    "plot_comparison (every method)": lambda: plot_comparison(
+        _road_result(), "road_lerf"
+    ),
     "plot_curves (every method)": lambda: _curves(MANY),
     "plot_intervals": _intervals,
     "plot_attributions": _attributions,
@@ -157,6 +159,11 @@ def test_legends_stay_outside_every_axes(name):
             overlap = Bbox.intersection(box, ax.get_window_extent(renderer))
             area = 0.0 if overlap is None else overlap.width * overlap.height
             assert area < 1.0, f"{name}: legend over the axes {ax.get_title()!r}"
+            if ax.get_title():
+                title = Bbox.intersection(box, ax.title.get_window_extent(renderer))
+                assert title is None or title.width * title.height < 1.0, (
+                    f"{name}: legend over the title {ax.get_title()!r}"
+                )
         # and inside the figure, so that it is saved
         assert fig.bbox.contains(box.x0, box.y0) and fig.bbox.contains(box.x1, box.y1)
 
@@ -237,13 +244,13 @@ def test_intervals_draw_every_cell_of_the_table():
 def test_curve_titles_say_which_way_is_better():
     result = _road_result(NAMES)
     assert plot_comparison(result, "road_lerf").axes[0].get_title() == (
-        "ROAD LeRF (least relevant first): higher AUC is better"
+        "ROAD LeRF (least relevant first)\n(higher AUC is better)"
     )
     assert (
         plot_comparison(result, "road_morf")
         .axes[0]
         .get_title()
-        .endswith("lower AUC is better")
+        .endswith("(lower AUC is better)")
     )
 
 

@@ -253,7 +253,7 @@ def test_plot_comparison():
     )
     fig = plot_comparison(result, "degradation")
     ax = fig.axes[0]
-    assert ax.get_title() == "Degradation: lower AUC is better"
+    assert ax.get_title() == "Degradation\n(lower AUC is better)"
     assert ax.get_xlabel() == "fraction of patches replaced (most relevant first)"
     assert ax.get_ylabel() == "class probability, relative to the intact input"
     lines = ax.get_lines()
