@@ -76,7 +76,7 @@ def _comparison() -> Figure:
         methods,
         curves=("top_k",),
         generator=torch.Generator().manual_seed(0),
-        progress=False,
+        show_progress=False,
     )
     return plot_comparison(result, "top_k")
 
@@ -196,7 +196,7 @@ def test_study_figures_are_written_at_print_resolution(tmp_path):
     x = torch.rand(2, 3, 8, 8, dtype=torch.float64)
     model = small_cnn().double()
     result = compare_attributions(
-        model, x, 1, {"input": lambda xs, t: xs}, patch_size=4, progress=False
+        model, x, 1, {"input": lambda xs, t: xs}, patch_size=4, show_progress=False
     )
     problem = Problem(model, x, torch.ones(2), (0.0, 1.0), x, None, "t", "d")
     written = write_figures(Outcome(problem, result, {}, 0.0), Settings(), tmp_path)

@@ -249,7 +249,7 @@ def test_plot_comparison():
         {"input": lambda xs, t: xs},
         curves=("top_k", "degradation"),
         patch_size=4,
-        progress=False,
+        show_progress=False,
     )
     fig = plot_comparison(result, "degradation")
     ax = fig.axes[0]

@@ -58,7 +58,7 @@ from ..distributed import agree_across_ranks, digest, gather_to_main, use_distri
 from .ablation import ablation_curve, area_under_curve, random_attributions
 from .degradation import degradation_curve
 from .intervals import Interval, bootstrap_indices, bootstrap_interval, check_confidence
-from .removal import Fill, Score, check_fractions, resolve_show_progress, single_input
+from .removal import Fill, Score, check_fractions, single_input
 
 AttributionFn = Callable[[Tensor, TargetType], Any]
 
@@ -266,7 +266,6 @@ def compare_attributions(
     internal_batch_size: int | None = None,
     additional_forward_args: Any = None,
     show_progress: bool = True,
-    progress: bool | None = None,
     distributed: bool | None = None,
 ) -> ComparisonResult | None:
     r"""Attributes with each named method and scores the attributions.
@@ -334,7 +333,6 @@ def compare_attributions(
         additional_forward_args: Passed to ``model`` by the curves (methods
             receive only ``(inputs, target)``: bind extra arguments yourself).
         show_progress: Show a tqdm bar over methods and batches (on rank 0).
-        progress: Deprecated alias of ``show_progress``.
         distributed: ``None`` shares the work when a ``torch.distributed``
             process group with more than one rank is initialized; ``False``
             works alone; ``True`` requires a process group.
@@ -371,7 +369,6 @@ def compare_attributions(
             shared=shared,
         )
 
-    show_progress = resolve_show_progress(show_progress, progress)
     if not shared:
         comparison = prepare()
         batches = range(len(comparison.batches))
