@@ -263,10 +263,6 @@ def test_progress_bar(capsys):
     assert "ablation (top_k, morf)" in capsys.readouterr().err
     ablation_curve(model, x, x, 0, show_progress=False)
     assert capsys.readouterr().err == ""
-    # the old name still works, with a deprecation warning
-    with pytest.warns(DeprecationWarning, match="show_progress"):
-        ablation_curve(model, x, x, 0, progress=True)
-    assert "ablation" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -47,7 +47,6 @@ from .removal import (
     removal_curve,
     removal_ranks,
     replacement,
-    resolve_show_progress,
     single_input,
 )
 
@@ -73,7 +72,6 @@ def ablation_curve(
     internal_batch_size: int | None = None,
     generator: torch.Generator | None = None,
     show_progress: bool = False,
-    progress: bool | None = None,
 ) -> Tensor:
     r"""The model's score at ``target`` as a growing fraction of pixels is removed.
 
@@ -123,7 +121,6 @@ def ablation_curve(
             never used); the draws follow the order of the rows, so they
             repeat for the same ``generator`` state and batch sizes.
         show_progress: Show a tqdm bar.
-        progress: Deprecated alias of ``show_progress``.
 
     Returns:
         ``(N, F)`` tensor: the score after removing each fraction; fractions
@@ -148,7 +145,6 @@ def ablation_curve(
     blur_sigma = check_nonnegative("blur_sigma", blur_sigma)
     noise_std = check_nonnegative("noise_std", noise_std)
     check_generator("generator", generator)
-    show_progress = resolve_show_progress(show_progress, progress)
     relevance = position_scores(attributions, x, absolute)
     n_positions = relevance.shape[1]
     replace = replacement(fill, x, blur_sigma, noise_std, generator)

@@ -35,7 +35,6 @@ from .removal import (
     removal_curve,
     removal_ranks,
     replacement,
-    resolve_show_progress,
     single_input,
 )
 
@@ -59,7 +58,6 @@ def degradation_curve(
     internal_batch_size: int | None = None,
     generator: torch.Generator | None = None,
     show_progress: bool = False,
-    progress: bool | None = None,
 ) -> Tensor:
     r"""The model's score as the most relevant patches are replaced, one by one.
 
@@ -87,7 +85,6 @@ def degradation_curve(
         internal_batch_size: Degraded images per forward pass; ``None`` uses ``N``.
         generator: Source of the noise of ``fill="road"``.
         show_progress: Show a tqdm bar.
-        progress: Deprecated alias of ``show_progress``.
 
     Returns:
         ``(N, n_patches + 1)`` tensor: column ``j`` is the score after replacing
@@ -110,7 +107,6 @@ def degradation_curve(
     blur_sigma = check_nonnegative("blur_sigma", blur_sigma)
     noise_std = check_nonnegative("noise_std", noise_std)
     check_generator("generator", generator)
-    show_progress = resolve_show_progress(show_progress, progress)
     height, width = x.shape[2:]
     patch_of = patch_index(height, width, patch_size).to(x.device)
     total = int(patch_of.max()) + 1

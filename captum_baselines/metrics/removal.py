@@ -11,7 +11,6 @@ pixels); :func:`removal_curve` runs the rest once, in memory-bounded chunks.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Literal, Union
@@ -333,15 +332,3 @@ def imputation_rows(fill: Fill, inputs: Tensor) -> int | None:
     if isinstance(fill, str) and fill == "road":
         return max(1, IMPUTATION_ELEMENTS // max(1, inputs[0].numel()))
     return None
-
-
-def resolve_show_progress(show_progress: bool, progress: bool | None) -> bool:
-    """``show_progress``, or the deprecated ``progress`` where that is given."""
-    if progress is None:
-        return bool(show_progress)
-    warnings.warn(
-        "`progress` is deprecated; use `show_progress`",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-    return bool(progress)

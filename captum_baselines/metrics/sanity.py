@@ -38,7 +38,6 @@ from tqdm.auto import tqdm
 
 from .._hooks import registered_hooks
 from .._validation import check_finite, check_generator, check_inputs, check_tensor
-from .removal import resolve_show_progress
 
 Explain = Callable[[nn.Module, Any, TargetType], Any]
 Randomize = Callable[[nn.Module, "torch.Generator | None"], None]
@@ -304,7 +303,6 @@ def randomization_check(
     randomize: Randomize | None = None,
     generator: torch.Generator | None = None,
     show_progress: bool = False,
-    progress: bool | None = None,
 ) -> RandomizationResult:
     r"""Parameter randomization, cascading or independent, on a deep copy of ``model``.
 
@@ -355,7 +353,6 @@ def randomization_check(
             parameters in place; default :func:`randomize_parameters`.
         generator: Source of randomness for the default ``randomize``.
         show_progress: Show a tqdm bar over the layers.
-        progress: Deprecated alias of ``show_progress``.
 
     Returns:
         A :class:`RandomizationResult`; ``result.format_table()`` prints the
@@ -375,7 +372,6 @@ def randomization_check(
         raise ValueError(f'`mode` must be "cascading" or "independent", got {mode!r}')
     check_inputs("inputs", inputs)
     check_generator("generator", generator)
-    show_progress = resolve_show_progress(show_progress, progress)
     randomize = randomize or randomize_parameters
     copy_ = copy.deepcopy(model)
     modules = dict(copy_.named_modules())
