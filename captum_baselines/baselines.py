@@ -469,7 +469,7 @@ def _average(
             additional_forward_args=_expand_additional_forward_args(
                 additional_forward_args, g
             ),
-            **attribute_kwargs,
+            **_rows_at_least(attribute_kwargs, g * n),
         )
         attrs = attrs if isinstance(attrs, tuple) else (attrs,)
         for acc, a in zip(total, attrs):
@@ -494,6 +494,16 @@ def _average(
     expected = f_x - f_b.reshape(k, n).mean(0)
     attributed = sum(m.reshape(n, -1).sum(1) for m in mean)
     return result, attributed - expected
+
+
+def _rows_at_least(attribute_kwargs: dict[str, Any], rows: int) -> dict[str, Any]:
+    """``attribute_kwargs`` with an ``internal_batch_size`` of at least ``rows``:
+    Captum's path methods cannot batch fewer rows than examples (they raise the
+    size to that with a warning), and the examples here are the tiled ones."""
+    batch = attribute_kwargs.get("internal_batch_size")
+    if batch is None or batch >= rows:
+        return attribute_kwargs
+    return {**attribute_kwargs, "internal_batch_size": rows}
 
 
 def _check_batch(name: str, inputs: Any) -> Tensor:

@@ -1,4 +1,4 @@
-"""Every method on the pretrained EfficientNet-Lite0 and a real photo (marker ``photos``).
+"""Every method on the pretrained EfficientNet-Lite0 and a real photo (``photos``).
 
 One photo (scikit-image's chelsea, "Egyptian cat"), small settings: each method
 runs, its completeness residual is what it reports and is small where the
