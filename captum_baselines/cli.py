@@ -29,9 +29,6 @@ from .study.problems import DEMO_SCALES, MIN_LAYER_SIDE, VARIANTS, Settings
 
 PROG = "captum-baselines"
 
-#: The old name of :class:`~captum_baselines.study.errors.OptionError`.
-CommandLineError = OptionError
-
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Shows every default (as ``ArgumentDefaultsHelpFormatter``, but not
@@ -309,4 +306,4 @@ def _run_in_process_group(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["METHODS", "CommandLineError", "build_parser", "main"]
+__all__ = ["METHODS", "build_parser", "main"]

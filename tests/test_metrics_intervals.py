@@ -106,3 +106,18 @@ def test_overlaps():
 def test_bad_arguments(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_tiers_rank_only_what_the_intervals_separate():
+    from captum_baselines.metrics import Interval, tiers
+
+    intervals = {
+        "a": Interval(0.10, 0.05, 0.15, 0.95),
+        "b": Interval(0.20, 0.14, 0.25, 0.95),  # overlaps a
+        "c": Interval(0.30, 0.24, 0.35, 0.95),  # overlaps b only: chained into a's tier
+        "d": Interval(0.60, 0.50, 0.70, 0.95),
+        "e": Interval(0.55, 0.52, 0.58, 0.95),  # inside d, smaller mean
+    }
+    assert tiers(intervals) == [["a", "b", "c"], ["e", "d"]]
+    assert tiers(intervals, higher_is_better=True) == [["d", "e"], ["c", "b", "a"]]
+    assert tiers({}) == []

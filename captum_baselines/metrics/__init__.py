@@ -20,7 +20,7 @@ from .compare import (
 )
 from .degradation import degradation_curve
 from .imputation import noisy_linear_imputation
-from .intervals import Interval, bootstrap_interval
+from .intervals import Interval, bootstrap_interval, tiers
 from .quantus import quantus_explain_func
 from .road import RoadResult, road_curves
 from .sanity import (
@@ -59,4 +59,5 @@ __all__ = [
     "road_curves",
     "spearman",
     "spearman_nz",
+    "tiers",
 ]

@@ -57,7 +57,13 @@ from .._validation import (
 from ..distributed import agree_across_ranks, digest, gather_to_main, use_distributed
 from .ablation import ablation_curve, area_under_curve, random_attributions
 from .degradation import degradation_curve
-from .intervals import Interval, bootstrap_indices, bootstrap_interval, check_confidence
+from .intervals import (
+    Interval,
+    bootstrap_indices,
+    bootstrap_interval,
+    check_confidence,
+    tiers,
+)
 from .removal import Fill, Score, check_fractions, single_input
 
 AttributionFn = Callable[[Tensor, TargetType], Any]
@@ -165,21 +171,7 @@ class ComparisonResult:
         """
         self._check_curve(curve, self.summary_names)
         intervals = {m: self.interval(m, curve) for m in self.methods}
-        tiers: list[list[str]] = []
-        reach = -math.inf
-        for method in sorted(intervals, key=lambda m: intervals[m].low):
-            if tiers and intervals[method].low <= reach:
-                tiers[-1].append(method)
-            else:
-                tiers.append([method])
-            reach = max(reach, intervals[method].high)
-        higher = curve in HIGHER_IS_BETTER
-        if higher:
-            tiers.reverse()
-        return [
-            sorted(tier, key=lambda m: intervals[m].mean, reverse=higher)
-            for tier in tiers
-        ]
+        return tiers(intervals, higher_is_better=curve in HIGHER_IS_BETTER)
 
     def table(self) -> list[dict[str, Any]]:
         """One row per method: ``method``; per curve ``auc_<curve>`` (the mean

@@ -11,7 +11,9 @@ pairs them: every method is judged on the same resamples of the same images.
 
 from __future__ import annotations
 
+import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,3 +133,33 @@ def bootstrap_interval(
         high=float(bounds[1]),
         confidence=confidence,
     )
+
+
+def tiers(
+    intervals: Mapping[str, Interval], higher_is_better: bool = False
+) -> list[list[str]]:
+    """The names best first, in tiers that the intervals separate.
+
+    Names whose intervals overlap, directly or through a chain of overlapping
+    intervals, share a tier (ordered by mean, best first); every interval of a
+    tier lies wholly on the better side of every interval of the next, so names
+    are ranked only where the data separate them.
+
+    Args:
+        intervals: An interval per name (e.g. per method).
+        higher_is_better: Best is the largest mean (else the smallest).
+    """
+    groups: list[list[str]] = []
+    reach = -math.inf
+    for name in sorted(intervals, key=lambda n: intervals[n].low):
+        if groups and intervals[name].low <= reach:
+            groups[-1].append(name)
+        else:
+            groups.append([name])
+        reach = max(reach, intervals[name].high)
+    if higher_is_better:
+        groups.reverse()
+    return [
+        sorted(group, key=lambda n: intervals[n].mean, reverse=higher_is_better)
+        for group in groups
+    ]
