@@ -72,6 +72,18 @@ METHODS: dict[str, Callable[[nn.Module, nn.Module], Any]] = {
     "LayerRSIGradCam": lambda m, f: cb.LayerRSIGradCam(f, m[4]).attribute(
         X, target=TARGET, n_steps=4, return_convergence_delta=True
     ),
+    "BlurIG": lambda m, f: cb.BlurIntegratedGradients(f).attribute(
+        X, target=TARGET, max_sigma=2.0, n_steps=4, return_convergence_delta=True
+    ),
+    "GuidedIG+IDGI": lambda m, f: cb.GuidedIntegratedGradients(f).attribute(
+        X, target=TARGET, n_steps=4, idgi=True, return_convergence_delta=True
+    ),
+    "QuadratureIG+IDGI": lambda m, f: cb.QuadratureIntegratedGradients(f).attribute(
+        X, target=TARGET, n_steps=4, idgi=True, return_convergence_delta=True
+    ),
+    "road_curves": lambda m, f: cb.metrics.road_curves(
+        f, X, torch.rand_like(X), target=TARGET, fractions=[0.0, 0.5, 1.0]
+    ),
     "uniform_output": lambda m, f: cb.baselines.uniform_output(f, X, n_iter=3),
     "ablation_curve": lambda m, f: cb.metrics.ablation_curve(
         f, X, torch.rand_like(X), target=TARGET
