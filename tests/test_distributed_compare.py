@@ -29,7 +29,9 @@ import pytest
 import torch
 import torch.distributed as dist
 from captum.attr import IntegratedGradients, Saliency
+from torch.utils.data import TensorDataset
 
+from captum_baselines.attr import ExpectedGradients
 from captum_baselines.cli import main
 from captum_baselines.distributed import digest, process_group_from_environment
 from captum_baselines.metrics.compare import (
@@ -76,10 +78,26 @@ TARGETS = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2])
 
 
 def _methods(model: torch.nn.Module, fail: int | None = None) -> dict:
-    """A complete method, a random one (drawing from its ``generator``), and a
-    plain one; ``fail`` makes the plain one raise (``-1``) or the process exit
-    (``-2``)."""
+    """A complete method, two random ones (drawing from their ``generator``):
+    Expected Gradients with a ``Dataset`` of references, which every rank reads
+    whole, and a noisy saliency; and a plain one; ``fail`` makes the plain one
+    raise (``-1``) or the process exit (``-2``)."""
     ig = IntegratedGradients(model)
+    eg = ExpectedGradients(model)
+    references = TensorDataset(
+        torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(2)).double(),
+        torch.arange(6),
+    )
+
+    def expected_gradients(x, target, generator):
+        return eg.attribute(
+            x,
+            references,
+            4,
+            target=target,
+            generator=generator,
+            return_convergence_delta=True,
+        )
 
     def noisy_saliency(x, target, generator):
         noise = torch.rand(x.shape, generator=generator, dtype=x.dtype)
@@ -96,6 +114,7 @@ def _methods(model: torch.nn.Module, fail: int | None = None) -> dict:
         "IG": lambda x, target: ig.attribute(
             x, baselines=0 * x, target=target, n_steps=4, return_convergence_delta=True
         ),
+        "EG (Dataset)": expected_gradients,
         "noisy saliency": noisy_saliency,
         "saliency": saliency,
     }
