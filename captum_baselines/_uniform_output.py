@@ -9,12 +9,12 @@ a baseline ``b0`` (e.g. black), this module minimises, per example::
 with ``b`` kept inside ``[low, high]`` and ``w = high - low`` the width of the
 valid range.  Dividing by ``w`` measures the distance to ``b0`` in fractions of
 the valid range, so that both terms lie in [0, 1] and ``lam`` means the same
-whatever the input normalisation (pixels in [0, 1], in [0, 255], or
-ImageNet-normalised per channel).
+whatever the input normalization (pixels in [0, 1], in [0, 255], or
+ImageNet-normalized per channel).
 
-RMSprop runs on the grey levels ``255 (b - low) / w`` of the range, so that its
-``lr`` is a step in grey levels whatever the normalisation, as in the paper
-(pixels 0-255, RMSprop, lr 0.1); keeping ``b`` in range is clamping the grey
+RMSprop runs on the gray levels ``255 (b - low) / w`` of the range, so that its
+``lr`` is a step in gray levels whatever the normalization, as in the paper
+(pixels 0-255, RMSprop, lr 0.1); keeping ``b`` in range is clamping the gray
 levels to [0, 255] after each step.
 """
 
@@ -56,7 +56,7 @@ def uniform_output(
 
     Lerma & Lucas, "Baseline Computation for Attribution Methods Based on
     Interpolated Inputs" (2022), https://arxiv.org/abs/2205.10900, section 3.
-    Each example's baseline is optimised on its own (the loss is a sum of
+    Each example's baseline is optimized on its own (the loss is a sum of
     per-example terms and RMSprop acts element-wise) with RMSprop, deterministic
     for a deterministic model; put dropout layers in eval mode first.
 
@@ -73,12 +73,12 @@ def uniform_output(
             distance to ``b0`` (measured in fractions of the valid range).
             The paper uses 0.9, the authors' code 0.99. Default: 0.9.
         n_iter (int, optional): RMSprop steps. Default: 200.
-        lr (float, optional): RMSprop learning rate, in grey levels (1/255 of
+        lr (float, optional): RMSprop learning rate, in gray levels (1/255 of
             the valid range), as in the paper. Small models with few input
             features may need larger steps (e.g. 0.5). Default: 0.1.
         value_range (tuple, optional): ``(low, high)``, floats or tensors
             broadcastable to one example (e.g. ``(C, 1, 1)`` per-channel
-            bounds for normalised inputs). Default: ``(0.0, 1.0)``.
+            bounds for normalized inputs). Default: ``(0.0, 1.0)``.
         show_progress (bool, optional): Show a tqdm bar. Default: False.
         additional_forward_args (Any, optional): Passed to ``forward_func``
             after the baseline.
@@ -112,30 +112,30 @@ def uniform_output(
     # coordinate is 0 and no gradient reaches it
     spread = width > 0
 
-    def to_grey(b: Tensor) -> Tensor:
+    def to_gray(b: Tensor) -> Tensor:
         u = (b - low) / torch.where(spread, width, torch.ones_like(width))
         return GREY_LEVELS * torch.where(spread, u, torch.zeros_like(u)).clamp(0, 1)
 
-    def from_grey(v: Tensor) -> Tensor:
+    def from_gray(v: Tensor) -> Tensor:
         return low + (v / GREY_LEVELS) * width
 
     n = start.shape[0]
-    anchor = to_grey(start.detach())
+    anchor = to_gray(start.detach())
     with eval_mode(forward_func):
         with torch.no_grad():
             probs = _probabilities(
-                forward_func, from_grey(anchor), additional_forward_args
+                forward_func, from_gray(anchor), additional_forward_args
             )
         targets = _target_probs(target_probs, probs)
 
         def loss_per_example(v: Tensor) -> Tensor:
-            p = _probabilities(forward_func, from_grey(v), additional_forward_args)
+            p = _probabilities(forward_func, from_gray(v), additional_forward_args)
             output_term = (p - targets).abs().amax(dim=1)
             distance = (((v - anchor) / GREY_LEVELS) ** 2).reshape(n, -1).mean(dim=1)
             return lam * output_term + (1.0 - lam) * distance
 
-        grey = anchor.clone().requires_grad_(True)
-        optimiser = torch.optim.RMSprop([grey], lr=lr)
+        gray = anchor.clone().requires_grad_(True)
+        optimizer = torch.optim.RMSprop([gray], lr=lr)
         best = anchor.clone()
         best_loss = torch.full(
             (n,), float("inf"), dtype=probs.dtype, device=probs.device
@@ -146,17 +146,17 @@ def uniform_output(
             range(n_iter + 1), desc="uniform_output", disable=not show_progress
         ):
             with torch.enable_grad():
-                loss = loss_per_example(grey)
+                loss = loss_per_example(gray)
             with torch.no_grad():
                 improved = loss < best_loss
-                best[improved] = grey[improved]
+                best[improved] = gray[improved]
                 best_loss = torch.where(improved, loss, best_loss)
             if iteration < n_iter:
-                (grey.grad,) = torch.autograd.grad(loss.sum(), grey)
-                optimiser.step()
+                (gray.grad,) = torch.autograd.grad(loss.sum(), gray)
+                optimizer.step()
                 with torch.no_grad():
-                    grey.clamp_(0.0, GREY_LEVELS)
-    return torch.minimum(torch.maximum(from_grey(best), low), high).detach()
+                    gray.clamp_(0.0, GREY_LEVELS)
+    return torch.minimum(torch.maximum(from_gray(best), low), high).detach()
 
 
 def _probabilities(

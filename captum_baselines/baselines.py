@@ -8,8 +8,8 @@ that it can be passed straight to Captum as ``baselines=`` and to
 The semantics follow Sturmfels, Lundberg & Lee, "Visualizing the Impact of Feature
 Attribution Baselines", Distill 2020 (https://distill.pub/2020/attribution-baselines/):
 "black" is the bottom of the valid range, not zero, so that it stays right for
-inputs normalised with ``transforms.Normalize(mean, std)``; pass the range of the
-normalised space, e.g. ``value_range=normalized_range(mean, std)``.
+inputs normalized with ``transforms.Normalize(mean, std)``; pass the range of the
+normalized space, e.g. ``value_range=normalized_range(mean, std)``.
 """
 
 from __future__ import annotations
@@ -65,9 +65,9 @@ def normalized_range(
     """The valid range of images in the space of ``transforms.Normalize(mean, std)``.
 
     Args:
-        mean: Per-channel means of the normalisation.
+        mean: Per-channel means of the normalization.
         std: Per-channel standard deviations (all > 0).
-        pixel_range: The range of pixel values before normalisation.
+        pixel_range: The range of pixel values before normalization.
 
     Returns:
         ``(low, high)``, each of shape ``(C, 1, 1)``: per channel
@@ -107,7 +107,7 @@ def constant(inputs: Tensor, value: float | Tensor) -> Tensor:
 
 
 def black(inputs: Tensor, value_range: ValueRange = (0.0, 1.0)) -> Tensor:
-    """The bottom of the valid range: black for images, per channel when normalised."""
+    """The bottom of the valid range: black for images, per channel when normalized."""
     inputs = _check_batch("inputs", inputs)
     low, _ = resolve_value_range(value_range, inputs)
     return low.expand(inputs.shape).clone()
@@ -286,7 +286,7 @@ def gaussian(
     truncate: bool = True,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Gaussian noise centred on the input, kept inside the valid range.
+    """Gaussian noise centered on the input, kept inside the valid range.
 
     With ``truncate=True`` each feature is drawn from the normal distribution
     ``N(x, sigma^2)`` *truncated* to ``[low, high]`` (inverse-CDF sampling), so
@@ -295,7 +295,7 @@ def gaussian(
     article's code does (mass piles up on the bounds).
 
     Args:
-        inputs: The centres of the distributions.
+        inputs: The centers of the distributions.
         sigma: Standard deviation in input units (>= 0).
         value_range: ``(low, high)``, floats or tensors broadcastable to one example.
         n_samples: ``None`` for one draw shaped like ``inputs``, else the number of
@@ -307,22 +307,22 @@ def gaussian(
     sigma = check_nonnegative("sigma", sigma)
     low, high = resolve_value_range(value_range, inputs)
     shape = _sample_shape(inputs, n_samples)
-    centre = inputs.expand(shape)
+    center = inputs.expand(shape)
     if sigma == 0:
-        return torch.minimum(torch.maximum(centre, low), high).clone()
+        return torch.minimum(torch.maximum(center, low), high).clone()
     if not truncate:
         noise = torch.randn(shape, generator=generator, dtype=inputs.dtype)
-        noisy = centre + sigma * noise.to(inputs.device)
+        noisy = center + sigma * noise.to(inputs.device)
         return torch.minimum(torch.maximum(noisy, low), high)
-    return _truncated_normal(centre, sigma, low, high, generator)
+    return _truncated_normal(center, sigma, low, high, generator)
 
 
 def _truncated_normal(
-    centre: Tensor, sigma: float, low: Tensor, high: Tensor, generator: Any
+    center: Tensor, sigma: float, low: Tensor, high: Tensor, generator: Any
 ) -> Tensor:
     # Work in float64 on standardised bounds a <= b.  Sampling on the side of the
     # mean where the CDF is not close to 1 keeps the inverse CDF accurate.
-    x = centre.to(torch.float64)
+    x = center.to(torch.float64)
     a = ((low.to(torch.float64) - x) / sigma).expand(x.shape)
     b = ((high.to(torch.float64) - x) / sigma).expand(x.shape)
     flip = a > 0
@@ -335,7 +335,7 @@ def _truncated_normal(
     # truncated law is concentrated on the bound nearest the mean.
     z = torch.where(cdf_hi - cdf_lo > 0, z, hi).clamp(lo, hi)
     z = torch.where(flip, -z, z)
-    sample = (x + sigma * z).to(centre.dtype)
+    sample = (x + sigma * z).to(center.dtype)
     return torch.minimum(torch.maximum(sample, low), high)
 
 

@@ -28,7 +28,7 @@ from torch import Tensor
 Variant = Literal["digits", "inverted", "decoy"]
 
 #: The photos, in the order of the photo demo: scikit-image's ``chelsea``,
-#: ``coffee``, ``camera`` (grey, as RGB), ``rocket``, ``astronaut`` and the left
+#: ``coffee``, ``camera`` (gray, as RGB), ``rocket``, ``astronaut`` and the left
 #: view of ``stereo_motorcycle``, then scikit-learn's ``china`` and ``flower``.
 PHOTOS = (
     "chelsea",
@@ -129,7 +129,7 @@ def _photo(name: str) -> Any:
     if name == "motorcycle":
         return data.stereo_motorcycle()[0]
     photo = getattr(data, name)()
-    if photo.ndim == 2:  # camera: grey
+    if photo.ndim == 2:  # camera: gray
         photo = np.repeat(photo[..., None], 3, axis=2)
     return photo[..., :3]
 

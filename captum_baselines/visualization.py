@@ -38,9 +38,9 @@ if TYPE_CHECKING:
 
 Sign = Literal["absolute", "signed"]
 
-#: Line colours: matplotlib's ten without its grey (so that no method looks like
+#: Line colors: matplotlib's ten without its gray (so that no method looks like
 #: the control, black and dashed), then seven darker or brighter hues unlike
-#: them, so that up to 16 methods (the demo's) get 16 colours.
+#: them, so that up to 16 methods (the demo's) get 16 colors.
 COLORS = (
     "#1f77b4",
     "#ff7f0e",
@@ -59,8 +59,8 @@ COLORS = (
     "#911eb4",
     "#9a6324",
 )
-#: Line styles, cycled alongside the colours and shifted by one at each turn of
-#: the colours: 16 colours x 4 styles give 64 lines that differ in colour or
+#: Line styles, cycled alongside the colors and shifted by one at each turn of
+#: the colors: 16 colors x 4 styles give 64 lines that differ in color or
 #: style from each other, and in both from their neighbours.
 LINESTYLES = ("-", "--", "-.", ":")
 CONTROL_STYLE: dict[str, Any] = {"color": "black", "linestyle": "--", "linewidth": 1.6}
@@ -100,7 +100,7 @@ def line_styles(n: int) -> list[dict[str, Any]]:
     for i in range(n):
         style: dict[str, Any] = {
             "color": COLORS[i % len(COLORS)],
-            # Shifted at each turn of the colours: 16 is a multiple of 4.
+            # Shifted at each turn of the colors: 16 is a multiple of 4.
             "linestyle": LINESTYLES[(i + i // len(COLORS)) % len(LINESTYLES)],
         }
         cycle = len(COLORS) * len(LINESTYLES)
@@ -160,7 +160,7 @@ def attribution_map(
             negative evidence kept apart, capped at the percentile of ``|sum_c a|``
             and divided by it, so values lie in [-1, 1].
         clip_percentile: Percentile (per image) at which to cap, in (0, 100];
-            100 only normalises by the maximum.
+            100 only normalizes by the maximum.
 
     Returns:
         A float64 numpy array ``(N, H, W)``; an all-zero map stays zero.
@@ -219,16 +219,16 @@ def plot_attributions(
 
     Args:
         images: ``(N, C, H, W)`` images, shown min-max scaled (RGB for 3 channels,
-            grey otherwise).
+            gray otherwise).
         attributions: ``{method: attributions}`` (or one tensor), each
             ``(N, C, H, W)`` or ``(N, H, W)``, shown through
             :func:`attribution_map`.
-        sign: ``"absolute"`` (colour map ``"magma"``, range [0, 1]) or
+        sign: ``"absolute"`` (color map ``"magma"``, range [0, 1]) or
             ``"signed"`` (``"bwr"``, range [-1, 1]).
         clip_percentile: See :func:`attribution_map`.
-        cmap: Override the colour map.
-        overlay: Opacity of the grey image drawn under each map (0: none).
-        outline: Draw the contour of the input at mid-grey over each map (the
+        cmap: Override the color map.
+        overlay: Opacity of the gray image drawn under each map (0: none).
+        outline: Draw the contour of the input at mid-gray over each map (the
             strokes of a digit), so that what a map leaves out is visible.
         image_titles: One label per row (e.g. the class), left of the input.
         size: Inches per panel.
@@ -290,14 +290,14 @@ def plot_attributions(
     drawn = None
     for i in range(n_rows):
         shown, image_cmap = _display_image(x[i])
-        grey = shown if shown.ndim == 2 else shown.mean(2)
+        gray = shown if shown.ndim == 2 else shown.mean(2)
         axes[i, 0].imshow(shown, cmap=image_cmap)
         if image_titles is not None:
             axes[i, 0].set_ylabel(image_titles[i], fontsize=_TEXT)
         for j, m in enumerate(maps.values(), start=1):
             ax = axes[i, j]
             if overlay > 0:
-                ax.imshow(grey, cmap="gray", alpha=overlay)
+                ax.imshow(gray, cmap="gray", alpha=overlay)
             drawn = ax.imshow(
                 m[i],
                 cmap=cmap,
@@ -305,10 +305,10 @@ def plot_attributions(
                 vmax=1.0,
                 alpha=1 - overlay if overlay else 1,
             )
-            if outline and grey.max() > grey.min():
+            if outline and gray.max() > gray.min():
                 ax.contour(
-                    grey,
-                    levels=[0.5 * (grey.min() + grey.max())],
+                    gray,
+                    levels=[0.5 * (gray.min() + gray.max())],
                     colors=contour_color,
                     linewidths=0.7,
                 )
@@ -596,7 +596,7 @@ def plot_curves(
 
     Returns:
         The figure; each method's line holds its mean curve and its label the
-        area under that mean curve.  Lines differ in colour
+        area under that mean curve.  Lines differ in color
         and style; the legend sits right of the axes.
     """
     fig, ax = _pyplot().subplots(figsize=(width, width * 0.45), layout="constrained")
@@ -684,7 +684,7 @@ def plot_intervals(
     under each curve, the ROAD gap), every method's mean area as a dot with its
     bootstrap interval as a bar.
 
-    Methods share the rows of every panel, in the table's order, and the colours
+    Methods share the rows of every panel, in the table's order, and the colors
     of :func:`plot_comparison`; the control (``control``) is black with its
     interval shaded across the panel, so a method whose bar reaches into the
     band is not told apart from chance.  Each panel's title says which way is
@@ -753,7 +753,7 @@ def plot_intervals(
     confidence = getattr(result, "confidence", 0.95)
     fig.suptitle(
         f"Mean over the images with {confidence:.0%} bootstrap intervals"
-        + ("; grey band: the random control's interval" if control in methods else ""),
+        + ("; gray band: the random control's interval" if control in methods else ""),
         fontsize=_TEXT,
     )
     return fig

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -110,7 +116,7 @@ def small_cnn(in_channels: int = 3, n_classes: int = 4, seed: int = 0) -> nn.Mod
     return model.eval()
 
 
-def randomise_batchnorms(model: nn.Module, seed: int = 0) -> nn.Module:
+def randomize_batchnorms(model: nn.Module, seed: int = 0) -> nn.Module:
     """Gives every BatchNorm non-trivial statistics and affine parameters, so that
     folding it into the preceding layer is actually exercised."""
     generator = torch.Generator().manual_seed(seed)
@@ -123,3 +129,71 @@ def randomise_batchnorms(model: nn.Module, seed: int = 0) -> nn.Module:
                 module.weight.copy_(torch.randn(n, generator=generator))
                 module.bias.copy_(torch.randn(n, generator=generator) * 0.2)
     return model
+
+
+def tiny_cnn() -> nn.Module:
+    """Two 4-channel convolutions (the second, module ``"3"``, at 4x4 on 8x8
+    inputs) and a 5-class head, seeded, in eval mode."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 4 * 4, 5),
+    ).eval()
+
+
+def stress_test_model() -> nn.Sequential:
+    """The PGIG paper's Sec. 3 network, float64: ``f(x) = 1 - ReLU(1 - w^T x)``
+    with ``w = (1, -1)``, as two dense layers."""
+    model = nn.Sequential(nn.Linear(2, 1), nn.ReLU(), nn.Linear(1, 1)).double()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[-1.0, 1.0]]))
+        model[0].bias.fill_(1.0)
+        model[2].weight.fill_(-1.0)
+        model[2].bias.fill_(1.0)
+    return model.eval()
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_ranks(
+    module: str, args: list[str], world: int, timeout: float
+) -> tuple[list[int], list[str], float]:
+    """Runs ``module._worker(rank, *args)`` in ``world`` fresh Python processes,
+    one per rank, from the repository root with one thread each; returns their
+    exit codes, their stderr and the seconds taken, and fails the test (killing
+    them) if they do not end within ``timeout`` seconds."""
+    code = (
+        f"import sys; from {module} import _worker; "
+        "_worker(int(sys.argv[1]), *sys.argv[2:])"
+    )
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK")
+    }
+    environment.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    start = time.perf_counter()
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(rank), *args],
+            cwd=ROOT,
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in range(world)
+    ]
+    errors = []
+    for process in processes:
+        try:
+            errors.append(process.communicate(timeout=timeout)[1])
+        except subprocess.TimeoutExpired:
+            for p in processes:
+                p.kill()
+            pytest.fail("the ranks hang")
+    return [p.returncode for p in processes], errors, time.perf_counter() - start

@@ -32,7 +32,7 @@ def _images(n: int = 2, c: int = 3, h: int = 8, w: int = 8, seed: int = 0):
 # ---------------------------------------------------------------- constant ranges
 
 
-def test_black_in_normalised_space_unnormalises_to_pixel_zero():
+def test_black_in_normalized_space_unnormalizes_to_pixel_zero():
     low, high = B.normalized_range(IMAGENET_MEAN, IMAGENET_STD)
     x = (_images() - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(
         IMAGENET_STD

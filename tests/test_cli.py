@@ -21,7 +21,7 @@ from torch import nn
 from captum_baselines.baselines import normalized_range
 from captum_baselines.cli import build_parser, main
 from captum_baselines.study.methods import METHODS
-from tests.helpers import model_unchanged
+from tests.helpers import model_unchanged, tiny_cnn
 
 LABELS = [spec.label for spec in METHODS.values()]
 
@@ -49,25 +49,12 @@ SUMMARIES = (
 SMALL = ["--n-steps", "4", "--n-baselines", "2", "--n-samples", "4", "--no-progress"]
 
 
-def tiny_model() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(4, 4, 3, padding=1),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(4 * 4 * 4, 5),
-    ).eval()
-
-
 @pytest.fixture(scope="module")
 def user_files(tmp_path_factory):
     """A TorchScript file, a module ``tiny_user_model`` on sys.path with a factory
     and a module object, its weights, and a ``.pt`` file of 6 images."""
     root = tmp_path_factory.mktemp("user")
-    model = tiny_model()
+    model = tiny_cnn()
     with warnings.catch_warnings():  # torch.jit's deprecation notice
         warnings.simplefilter("ignore", FutureWarning)
         torch.jit.script(model).save(str(root / "model.pt"))

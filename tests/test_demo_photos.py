@@ -113,7 +113,7 @@ def test_crops_are_ten_views_of_each_photo(photos_extra):
     assert crops.shape == (20, 3, 64, 64)
     assert 0 <= float(crops.min()) and float(crops.max()) <= 1
     torch.testing.assert_close(crops[5:10], crops[:5].flip(-1))
-    # camera is grey: its three channels are equal
+    # camera is gray: its three channels are equal
     torch.testing.assert_close(crops[10:, 0], crops[10:, 2])
     with pytest.raises(ValueError, match="`names`"):
         photo_crops(["lena"])

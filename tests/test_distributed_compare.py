@@ -19,9 +19,6 @@ import datetime
 import io
 import os
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,9 +38,8 @@ from captum_baselines.metrics.compare import (
     compare_attributions,
 )
 from captum_baselines.study import figures
-from tests.helpers import small_cnn
+from tests.helpers import run_ranks, small_cnn
 
-ROOT = Path(__file__).resolve().parent.parent
 WORLD = 2
 TIMEOUT_S = 10  # the process group's: the longest a rank may wait for the other
 HANG_S = 300  # the most the tests wait for a pair of processes
@@ -233,37 +229,11 @@ def ranks(tmp_path_factory):
     stderr and seconds."""
     out = tmp_path_factory.mktemp("distributed-compare")
     torch.save(_images(), out / "images.pt")
-    code = (
-        "import sys; from tests.test_distributed_compare import _worker; "
-        "_worker(int(sys.argv[1]), sys.argv[2], sys.argv[3])"
-    )
-    environment = {
-        k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK")
-    }
-    environment.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     ports = f"{_free_port()},{_free_port()}"
-    start = time.perf_counter()
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-c", code, str(rank), str(out), ports],
-            cwd=ROOT,
-            env=environment,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for rank in range(WORLD)
-    ]
-    errors = []
-    for process in processes:
-        try:
-            errors.append(process.communicate(timeout=HANG_S)[1])
-        except subprocess.TimeoutExpired:
-            for p in processes:
-                p.kill()
-            pytest.fail("the ranks hang")
-    codes = [p.returncode for p in processes]
-    return out, codes, errors, time.perf_counter() - start
+    codes, errors, seconds = run_ranks(
+        "tests.test_distributed_compare", [str(out), ports], WORLD, HANG_S
+    )
+    return out, codes, errors, seconds
 
 
 def test_a_distributed_comparison_equals_a_single_process_one(ranks):

@@ -1,5 +1,5 @@
 """Every figure function, rendered and read back from the figure object: legends
-outside the data, lines told apart by colour and style, sizes fit for a paper."""
+outside the data, lines told apart by color and style, sizes fit for a paper."""
 
 from __future__ import annotations
 
@@ -169,7 +169,7 @@ def test_legends_stay_outside_every_axes(name):
 
 
 @pytest.mark.parametrize("name", FIGURES)
-def test_no_two_lines_share_colour_and_style(name):
+def test_no_two_lines_share_color_and_style(name):
     fig = FIGURES[name]()
     for ax in fig.axes:
         lines = [
@@ -206,7 +206,7 @@ def test_curve_lines_are_distinct_and_the_control_is_black():
     assert control.get_linestyle() == "--"
     for name, line in lines.items():
         r, g, b = to_rgb(line.get_color())
-        assert not r == g == b, f"{name} is grey or black, like the control"
+        assert not r == g == b, f"{name} is gray or black, like the control"
     # Intervals belong in the table: no shaded band per method.
     assert not ax.collections
     assert ax.get_title() == "Top-k ablation"
@@ -216,7 +216,7 @@ def test_line_styles_are_unique_far_beyond_the_demo():
     styles = line_styles(80)
     looks = [(s["color"], s["linestyle"], s.get("marker")) for s in styles]
     assert len(set(looks)) == 80
-    # neighbours differ in both colour and style
+    # neighbours differ in both color and style
     for a, b in zip(styles, styles[1:]):
         assert a["color"] != b["color"] and a["linestyle"] != b["linestyle"]
 
@@ -254,12 +254,12 @@ def test_curve_titles_say_which_way_is_better():
     )
 
 
-def test_every_registered_method_gets_its_own_colour():
+def test_every_registered_method_gets_its_own_color():
     assert len(MANY) >= 17
     ax = _curves(MANY).axes[0]
-    colours = [to_rgb(line.get_color()) for line in ax.get_lines()]
-    assert len(set(colours)) == len(MANY)
-    # and in the small multiples, where the colour alone tells the rows apart
+    colors = [to_rgb(line.get_color()) for line in ax.get_lines()]
+    assert len(set(colors)) == len(MANY)
+    # and in the small multiples, where the color alone tells the rows apart
     ax = plot_intervals(_road_result(MANY)).axes[0]
     dots = [line for line in ax.get_lines() if len(line.get_xdata()) == 1]
     assert len({to_rgb(line.get_color()) for line in dots}) == len(MANY)

@@ -135,8 +135,8 @@ def test_the_features_of_every_input_tensor_are_selected_together():
     model = mlp()
     split = (slice(None), slice(0, 1)), (slice(None), slice(1, 3))
 
-    def two_inputs(grey, colour):
-        return model(torch.cat([grey, colour], dim=1))
+    def two_inputs(gray, color):
+        return model(torch.cat([gray, color], dim=1))
 
     x1, x2 = X[split[0]], X[split[1]]
     b1, b2 = BASELINES[split[0]], BASELINES[split[1]]

@@ -349,7 +349,7 @@ def test_noise_tunnel_and_progress_bar(capsys):
 
 def _vgg11_small_head() -> nn.Module:
     """torchvision's VGG-11 with its 25088x4096 classifier (100M parameters, seconds
-    to initialise) swapped for a small head; the convolutional part is VGG-11's."""
+    to initialize) swapped for a small head; the convolutional part is VGG-11's."""
     import torchvision
 
     vgg = torchvision.models.vgg

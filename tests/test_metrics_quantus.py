@@ -21,7 +21,7 @@ from captum_baselines.metrics import (
     quantus_explain_func,
 )
 from captum_baselines.models import DigitsCNN, train_classifier
-from tests.helpers import model_unchanged
+from tests.helpers import model_unchanged, tiny_cnn
 
 quantus = pytest.importorskip("quantus")
 
@@ -89,16 +89,7 @@ def test_explain_func_matches_a_direct_call(digits):
 
 
 def test_layer_methods_and_channels():
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(4, 4, 3, padding=1),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(4 * 4 * 4, 5),
-    ).eval()
+    model = tiny_cnn()
     x = torch.rand(2, 3, 8, 8)
     cam = quantus_explain_func(LayerGradCam, layer="3")(model, x.numpy(), [1, 2])
     assert cam.shape == (2, 1, 8, 8)  # upsampled to the input

@@ -24,8 +24,9 @@ from captum_baselines.attr.patterns import (
 from tests.helpers import (
     FailingForward,
     model_unchanged,
-    randomise_batchnorms,
+    randomize_batchnorms,
     small_cnn,
+    stress_test_model,
 )
 
 torch.set_flush_denormal(True)
@@ -138,7 +139,7 @@ def test_pattern_formula_on_a_linear_layer(output_mean):
 
 def test_statistics_merge_like_one_pass():
     torch.manual_seed(4)
-    model = randomise_batchnorms(small_cnn().double())
+    model = randomize_batchnorms(small_cnn().double())
     data = torch.randn(12, 3, 8, 8, dtype=torch.float64)
     whole = accumulate_statistics(model, data, show_progress=False)
     halves = accumulate_statistics(model, data[:5], show_progress=False).merge(
@@ -177,7 +178,7 @@ def _assert_normalized(model: nn.Module, patterns: Patterns, roles=None) -> None
 
 
 def test_w_dot_a_is_one_for_every_live_unit_with_batchnorm_folded():
-    model = randomise_batchnorms(small_cnn().double())
+    model = randomize_batchnorms(small_cnn().double())
     data = torch.randn(32, 3, 8, 8, dtype=torch.float64)
     patterns = fit_patterns(model, data, show_progress=False, batch_size=10)
     roles = trace_layer_roles(model, data[:1], list(patterns))
@@ -211,7 +212,7 @@ def test_tiny_denominator_warns():
 
 def test_batching_and_data_forms_give_the_same_patterns():
     torch.manual_seed(7)
-    model = randomise_batchnorms(small_cnn().double())
+    model = randomize_batchnorms(small_cnn().double())
     x = torch.randn(20, 3, 8, 8, dtype=torch.float64)
     labels = torch.zeros(20, dtype=torch.long)
     reference = fit_patterns(model, x, show_progress=False, batch_size=20)
@@ -223,7 +224,7 @@ def test_batching_and_data_forms_give_the_same_patterns():
 
 
 def test_in_place_relu_does_not_corrupt_statistics():
-    model = randomise_batchnorms(small_cnn().double())
+    model = randomize_batchnorms(small_cnn().double())
     out_of_place = copy.deepcopy(model)
     out_of_place[2] = nn.ReLU(inplace=False)
     x = torch.randn(16, 3, 8, 8, dtype=torch.float64)
@@ -234,7 +235,7 @@ def test_in_place_relu_does_not_corrupt_statistics():
 
 
 def test_batchnorm_folding_equals_an_explicitly_folded_model():
-    model = randomise_batchnorms(small_cnn().double())
+    model = randomize_batchnorms(small_cnn().double())
     folded = copy.deepcopy(model)
     bn = model[1]
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
@@ -433,14 +434,9 @@ def _stress_test(mu: float):
     z = torch.arange(-2.0, 2.0, 0.01, dtype=torch.float64)
     eps = mu + 0.3 * torch.randn(len(z), generator=generator, dtype=torch.float64)
     x = torch.stack([z + eps, eps], 1)
-    model = nn.Sequential(nn.Linear(2, 1), nn.ReLU(), nn.Linear(1, 1)).double()
-    with torch.no_grad():
-        model[0].weight.copy_(torch.tensor([[-1.0, 1.0]]))
-        model[0].bias.fill_(1.0)
-        model[2].weight.fill_(-1.0)
-        model[2].bias.fill_(1.0)
+    model = stress_test_model()
     torch.testing.assert_close(model(x)[:, 0], 1 - F.relu(1 - z))
-    return model.eval(), x
+    return model, x
 
 
 @pytest.mark.parametrize("mu", [0.0, 0.5, -1.0])
@@ -477,7 +473,7 @@ def test_the_pgig_papers_printed_eq2_leaks_a_distractor_of_nonzero_mean():
 def test_batches_of_different_sizes_accumulate_like_merged_statistics():
     """Small batches are pooled before their products; a change of image size
     flushes the pool.  Either way the sums are those of the batches merged."""
-    model = randomise_batchnorms(small_cnn().double())
+    model = randomize_batchnorms(small_cnn().double())
     generator = torch.Generator().manual_seed(9)
     batches = [
         torch.randn(3, 3, 8, 8, generator=generator, dtype=torch.float64),

@@ -10,9 +10,6 @@ error message) to files that the tests compare with a single-process fit.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,9 +17,8 @@ import torch
 import torch.distributed as dist
 
 from captum_baselines.attr.patterns import fit_patterns
-from tests.helpers import randomise_batchnorms, small_cnn
+from tests.helpers import randomize_batchnorms, run_ranks, small_cnn
 
-ROOT = Path(__file__).resolve().parent.parent
 WORLD = 2
 TIMEOUT_S = 10  # the process group's: the longest a rank may wait for the other
 
@@ -33,7 +29,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def _model() -> torch.nn.Module:
-    return randomise_batchnorms(small_cnn(seed=0).double())
+    return randomize_batchnorms(small_cnn(seed=0).double())
 
 
 def _data() -> torch.Tensor:
@@ -110,33 +106,10 @@ def _record_error(rank: int, path: Path, run) -> None:  # type: ignore[no-untype
 def ranks(tmp_path_factory):
     """Runs both ranks once; returns their results folder, exit codes, seconds."""
     out = tmp_path_factory.mktemp("distributed")
-    code = (
-        "import sys; from tests.test_patterns_distributed import _worker; "
-        "_worker(int(sys.argv[1]), sys.argv[2], sys.argv[3])"
+    codes, errors, seconds = run_ranks(
+        "tests.test_patterns_distributed", [str(out / "store"), str(out)], WORLD, 300
     )
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    start = time.perf_counter()
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-c", code, str(rank), str(out / "store"), str(out)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for rank in range(WORLD)
-    ]
-    errors = []
-    for process in processes:
-        try:
-            errors.append(process.communicate(timeout=300)[1])
-        except subprocess.TimeoutExpired:
-            for p in processes:
-                p.kill()
-            pytest.fail("the ranks hang")
-    codes = [p.returncode for p in processes]
-    return out, codes, errors, time.perf_counter() - start
+    return out, codes, errors, seconds
 
 
 def test_distributed_patterns_equal_single_process_ones(ranks):

@@ -21,7 +21,7 @@ from captum_baselines.attr.pattern_layers import (
 )
 from captum_baselines.attr.patterns import fit_patterns, layer_statistics
 from captum_baselines.attr.pgig import PatternAttribution
-from tests.helpers import model_unchanged, randomise_batchnorms
+from tests.helpers import model_unchanged, randomize_batchnorms
 
 torch.set_flush_denormal(True)
 
@@ -60,7 +60,7 @@ def _same_padded_net() -> nn.Sequential:
         nn.Flatten(),
         nn.Linear(6 * 2 * 2, 3),
     ).double()
-    randomise_batchnorms(model)
+    randomize_batchnorms(model)
     return model.eval()
 
 
@@ -340,7 +340,7 @@ def test_float32_statistics_agree_with_a_float64_oracle():
         nn.Flatten(),
         nn.Linear(32, 3),
     )
-    randomise_batchnorms(model).eval()
+    randomize_batchnorms(model).eval()
     with torch.no_grad():
         model[0].bias.fill_(-30.0)  # keeps the first layer's regime partial
     x = 10 + torch.randn(48, 3, 6, 6)

@@ -18,8 +18,9 @@ from captum_baselines.attr.pgig import (
 from tests.helpers import (
     FailingForward,
     model_unchanged,
-    randomise_batchnorms,
+    randomize_batchnorms,
     small_cnn,
+    stress_test_model,
 )
 
 torch.set_flush_denormal(True)
@@ -61,7 +62,7 @@ def _ones(model: nn.Module) -> Patterns:
 )
 def test_pgig_with_ones_equals_captum_ig(method, n_steps, internal_batch_size):
     # where Captum's rules weigh correctly, PGIG with all-ones patterns is IG
-    model = randomise_batchnorms(small_cnn()).double()
+    model = randomize_batchnorms(small_cnn()).double()
     x = torch.randn(3, 3, 8, 8, dtype=torch.float64)
     baselines = torch.rand(3, 3, 8, 8, dtype=torch.float64)
     target = torch.tensor([0, 2, 3])
@@ -188,7 +189,7 @@ def _vgg_like() -> nn.Sequential:
         nn.ReLU(inplace=True),
         nn.Linear(10, 4),
     ).double()
-    return randomise_batchnorms(model).eval()
+    return randomize_batchnorms(model).eval()
 
 
 def _vgg_oracle(model: nn.Sequential, patterns, x, target):
@@ -277,7 +278,7 @@ def _residual_oracle(model: _ResidualNet, patterns, x, target):
 
 def test_pattern_attribution_matches_piecewise_linear_oracle_residual():
     torch.manual_seed(2)
-    model = randomise_batchnorms(_ResidualNet().double()).eval()
+    model = randomize_batchnorms(_ResidualNet().double()).eval()
     patterns = _random_patterns(model, seed=3)
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
     target = torch.tensor([2, 0])
@@ -312,22 +313,12 @@ def test_pgig_matches_a_hand_loop_over_pattern_attribution_gradients():
 # ------------------------------------------------ the paper's stress test
 
 
-def _stress_test_model() -> nn.Sequential:
-    model = nn.Sequential(nn.Linear(2, 1), nn.ReLU(), nn.Linear(1, 1)).double()
-    with torch.no_grad():
-        model[0].weight.copy_(torch.tensor([[-1.0, 1.0]]))
-        model[0].bias.fill_(1.0)
-        model[2].weight.fill_(-1.0)
-        model[2].bias.fill_(1.0)
-    return model.eval()
-
-
 def test_stress_test_of_section_3():
     generator = torch.Generator().manual_seed(0)
     z = torch.arange(-2.0, 2.0, 0.01, dtype=torch.float64)
     eps = 0.3 * torch.randn(len(z), generator=generator, dtype=torch.float64)
     x = torch.stack([z + eps, eps], 1)  # signal (1, 0) z + distractor (1, 1) eps
-    model = _stress_test_model()
+    model = stress_test_model()
     torch.testing.assert_close(model(x)[:, 0], 1 - F.relu(1 - z))
 
     patterns = fit_patterns(model, x, show_progress=False)
@@ -373,7 +364,7 @@ def test_stress_test_of_section_3():
 def test_torchvision_networks_fit_attribute_and_stay_unchanged(name):
     torch.manual_seed(0)
     model = getattr(torchvision.models, name)(weights=None, num_classes=10).eval()
-    randomise_batchnorms(model)
+    randomize_batchnorms(model)
     data = torch.randn(6, 3, 32, 32)
     x = torch.randn(2, 3, 32, 32)
     layers = None

@@ -169,8 +169,8 @@ def test_image_folder_is_resized_and_normalized(tmp_path):
     images = load_images(str(folder), [8], "--images")
     assert images.shape == (2, 3, 8, 8)
     torch.testing.assert_close(images[1], torch.full((3, 8, 8), 40 / 255))
-    grey = load_images(str(folder), [6, 4], "--images", grayscale=True)
-    assert grey.shape == (2, 1, 6, 4)
+    gray = load_images(str(folder), [6, 4], "--images", grayscale=True)
+    assert gray.shape == (2, 1, 6, 4)
     with pytest.raises(OptionError, match="--images: the images have different sizes"):
         load_images(str(folder), None, "--images")
 

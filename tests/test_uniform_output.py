@@ -20,11 +20,11 @@ def digits_classifier() -> nn.Module:
     y = torch.tensor(labels)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-    optimiser = torch.optim.Adam(model.parameters(), lr=0.02)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
     for _ in range(100):
-        optimiser.zero_grad()
+        optimizer.zero_grad()
         nn.functional.cross_entropy(model(x), y).backward()
-        optimiser.step()
+        optimizer.step()
     model.zero_grad(set_to_none=True)
     accuracy = (model(x).argmax(1) == y).float().mean()
     assert accuracy > 0.95
@@ -45,7 +45,7 @@ def test_trained_classifier_output_tenfold_closer_to_uniform(digits_classifier):
     after = distance_to_uniform(digits_classifier, baseline)
     assert bool((after * 10 <= before).all()), (before, after)
     assert baseline.min() >= 0.0 and baseline.max() <= 1.0
-    # the paper's step size (0.1 grey levels) moves less but still helps
+    # the paper's step size (0.1 gray levels) moves less but still helps
     small_steps = uniform_output(digits_classifier, black)
     assert bool((distance_to_uniform(digits_classifier, small_steps) < before).all())
 
@@ -67,22 +67,22 @@ def _rgb_model() -> nn.Module:
     ).double()
 
 
-def test_normalisation_does_not_change_the_baseline():
-    """Optimising on normalised inputs with the matching per-channel range gives
-    the normalised version of the pixel-space baseline: lam, lr and the range
+def test_normalization_does_not_change_the_baseline():
+    """Optimizing on normalized inputs with the matching per-channel range gives
+    the normalized version of the pixel-space baseline: lam, lr and the range
     constraint all mean the same in both spaces."""
     model = _rgb_model()
     mean = torch.tensor([0.485, 0.456, 0.406], dtype=torch.float64).reshape(3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225], dtype=torch.float64).reshape(3, 1, 1)
 
-    def on_normalised(z: Tensor) -> Tensor:
+    def on_normalized(z: Tensor) -> Tensor:
         return model(z * std + mean)
 
     start = torch.rand(2, 3, 6, 6, generator=torch.Generator().manual_seed(0))
     start = start.double()
     in_pixels = uniform_output(model, start, lam=0.8, n_iter=25, lr=2.0)
-    in_normalised = uniform_output(
-        on_normalised,
+    in_normalized = uniform_output(
+        on_normalized,
         (start - mean) / std,
         lam=0.8,
         n_iter=25,
@@ -90,10 +90,10 @@ def test_normalisation_does_not_change_the_baseline():
         value_range=((0 - mean) / std, (1 - mean) / std),
     )
     assert not torch.allclose(in_pixels, start)
-    assert_close(in_normalised, (in_pixels - mean) / std, rtol=0, atol=1e-9)
+    assert_close(in_normalized, (in_pixels - mean) / std, rtol=0, atol=1e-9)
 
 
-def test_grey_level_scale_makes_lam_and_lr_scale_free():
+def test_gray_level_scale_makes_lam_and_lr_scale_free():
     model = _rgb_model()
 
     def on_255(b: Tensor) -> Tensor:
@@ -101,8 +101,8 @@ def test_grey_level_scale_makes_lam_and_lr_scale_free():
 
     start = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(1)).double()
     unit = uniform_output(model, start, n_iter=20, lr=1.0)
-    grey = uniform_output(on_255, 255 * start, n_iter=20, lr=1.0, value_range=(0, 255))
-    assert_close(grey, 255 * unit, rtol=0, atol=1e-8)
+    gray = uniform_output(on_255, 255 * start, n_iter=20, lr=1.0, value_range=(0, 255))
+    assert_close(gray, 255 * unit, rtol=0, atol=1e-8)
 
 
 def test_deterministic_and_per_example():

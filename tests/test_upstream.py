@@ -148,7 +148,7 @@ def measure_memory_claims() -> dict[str, float]:
         return status_mib("VmHWM") - before
 
     np.random.seed(0)
-    peak_growth(SMALL, BATCH)  # warm-up: allocator pools, lazy initialisation
+    peak_growth(SMALL, BATCH)  # warm-up: allocator pools, lazy initialization
     small = peak_growth(SMALL, BATCH)
     large = peak_growth(LARGE, BATCH)
     unbatched = peak_growth(LARGE, None)

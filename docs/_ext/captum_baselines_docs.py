@@ -259,7 +259,7 @@ class CliHelp(SphinxDirective):
         from captum_baselines.cli import build_parser
 
         out = io.StringIO()
-        # A fixed width, and no colours (argparse colours its help from 3.14).
+        # A fixed width, and no colors (argparse colors its help from 3.14).
         env = {"COLUMNS": str(HELP_COLUMNS), "NO_COLOR": "1"}
         saved = {key: os.environ.get(key) for key in env}
         os.environ.update(env)
